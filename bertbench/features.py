@@ -1,0 +1,145 @@
+"""`features` command: per-token hidden states as JSON lines, like google-research/bert's
+`extract_features.py`.
+
+Input: one example per line, `text_a` or `text_a ||| text_b` (the original's separator).
+Output: one JSON object per input line, in the original layout:
+    {"linex_index": i, "features": [{"token": "[CLS]", "layers": [{"index": -1, "values": [...]},
+    ...]}, ...]}
+for the real tokens ([CLS] A [SEP] (B [SEP]), no padding), values rounded to 6 decimals.
+Layer indexes address `hidden_states` (L+1 entries): 0 = embedding output, k = output of block k,
+-1 = last block (as the original's -1..-4). Note the original's 0 is the first block, not the
+embeddings, which it does not expose.
+"""
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from bertbench.errors import BertbenchError
+
+_PAIR = re.compile(r"^(.*) \|\|\| (.*)$")  # the original's split of "text_a ||| text_b"
+
+
+def add_arguments(parser):
+    parser.add_argument("--init", required=True,
+                        help="encoder checkpoint: a bertbench checkpoint folder or a Hugging Face BERT folder")
+    parser.add_argument("--input", required=True, help="text file, one 'text_a' or 'text_a ||| text_b' per line")
+    parser.add_argument("--out", required=True, help="output JSON-lines file")
+    parser.add_argument("--layers", default="-1,-2,-3,-4",
+                        help="comma-separated layer indexes: 0 = embeddings, -1 = last (default: -1,-2,-3,-4)")
+    parser.add_argument("--max-seq-length", type=int, default=None,
+                        help="tokens per input, [CLS]/[SEP] included (default: 128, or the encoder's "
+                             "position limit if smaller)")
+    parser.add_argument("--batch-size", type=int, default=8, help="inputs per forward pass")
+    # Let `--layers -1,-2` parse as a value: argparse only treats '-1' (not '-1,-2') as a number.
+    parser._negative_number_matcher = re.compile(r"^-\.?\d")  # no option of ours looks like that
+
+
+def parse_layers(text):
+    """'-1,-2' -> [-1, -2]; one-line error for anything else."""
+    try:
+        layers = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise BertbenchError(f"--layers {text!r} is not a comma-separated list of integers "
+                             f"(e.g. -1,-2,-3,-4)") from None
+    return layers
+
+
+def check_layers(layers, num_layers):
+    """Every index must address one of the L+1 hidden states."""
+    for index in layers:
+        if not -(num_layers + 1) <= index <= num_layers:
+            raise BertbenchError(f"--layers index {index} is out of range for a {num_layers}-layer "
+                                 f"encoder; use {-(num_layers + 1)}..{num_layers} "
+                                 f"(0 = embeddings, -1 = last layer)")
+
+
+def read_examples(path):
+    """[(text_a, text_b or None)] of the input file, one per line (blank lines included, as the
+    original)."""
+    path = Path(path)
+    if not path.is_file():
+        raise BertbenchError(f"input file not found: {path}; pass a text file with one "
+                             f"'text_a' or 'text_a ||| text_b' per line")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise BertbenchError(f"{path} is not UTF-8 text (byte {err.start}); re-encode it as UTF-8") from None
+    if not lines:
+        raise BertbenchError(f"{path} is empty; write one input per line")
+    examples = []
+    for line in lines:
+        line = line.strip()
+        match = _PAIR.match(line)
+        examples.append((match.group(1), match.group(2)) if match else (line, None))
+    return examples
+
+
+def extract_features(loaded, examples, layers, max_seq_length=128, batch_size=8):
+    """Yield the output dict of each example: {"linex_index", "features"} (original layout)."""
+    import numpy as np
+
+    from bertbench.tokenizer import WordPieceTokenizer
+
+    check_layers(layers, loaded.model_cfg.num_layers)
+    if max_seq_length > loaded.model_cfg.max_sequence_length:
+        raise BertbenchError(f"--max-seq-length {max_seq_length} exceeds the encoder's "
+                             f"{loaded.model_cfg.max_sequence_length} positions; lower it")
+    if batch_size <= 0:
+        raise BertbenchError(f"--batch-size must be positive, got {batch_size}")
+    tokenizer = WordPieceTokenizer(loaded.vocab_path, lowercase=loaded.lowercase)
+    ids_a = tokenizer.tokenize([a for a, _ in examples])
+    pairs = [i for i, (_, b) in enumerate(examples) if b is not None]
+    ids_b = dict(zip(pairs, tokenizer.tokenize([examples[i][1] for i in pairs]))) if pairs else {}
+    for start in range(0, len(examples), batch_size):
+        rows = range(start, min(start + batch_size, len(examples)))
+        batch = tokenizer.pack_batch([ids_a[i] for i in rows], [ids_b.get(i) for i in rows],
+                                     max_seq_length)
+        lengths = batch["padding_mask"].sum(axis=1)  # real tokens per row
+        width = int(lengths.max())  # trim common padding: it does not change real positions
+        inputs = {k: v[:, :width] for k, v in batch.items()}
+        states = loaded.encoder(inputs, training=False)["hidden_states"]
+        chosen = [np.asarray(states[index]) for index in layers]  # each [b, width, H]
+        for r, i in enumerate(rows):
+            tokens = tokenizer.id_to_token(inputs["token_ids"][r, :lengths[r]].tolist())
+            features = [{"token": token,
+                         "layers": [{"index": index, "values": [round(float(x), 6) for x in out[r, t]]}
+                                    for index, out in zip(layers, chosen)]}
+                        for t, token in enumerate(tokens)]
+            yield {"linex_index": i, "features": features}
+
+
+def write_jsonl_atomic(records, out_path):
+    """Write records as JSON lines to a temp file beside `out_path`, then rename it over."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            count = 0
+            for record in records:
+                f.write(json.dumps(record) + "\n")
+                count += 1
+        os.replace(tmp, out_path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return count
+
+
+def main(args):
+    from bertbench.checkpoint import load_encoder
+
+    layers = parse_layers(args.layers)
+    examples = read_examples(args.input)
+    if args.max_seq_length is not None and args.max_seq_length < 3:
+        raise BertbenchError(f"--max-seq-length must be at least 3, got {args.max_seq_length}")
+    loaded = load_encoder(args.init)
+    check_layers(layers, loaded.model_cfg.num_layers)
+    max_seq_length = args.max_seq_length or min(128, loaded.model_cfg.max_sequence_length)
+    count = write_jsonl_atomic(
+        extract_features(loaded, examples, layers, max_seq_length, args.batch_size), args.out)
+    print(f"wrote features of {count} inputs (layers {layers}) to {args.out}")
+    return 0
