@@ -1,0 +1,320 @@
+"""Pretraining loop (`pretrain` command): corpus -> instances -> encoder + objective heads -> checkpoint.
+
+One custom loop inside a `tf.distribute` strategy: AdamW with warmup + linear decay, global-norm
+clipping, checkpoints every N steps (tf.train.CheckpointManager, model + optimizer + data iterator, so
+a rerun resumes and ends where an uninterrupted run would), TensorBoard logs, a JSON summary, and a
+stop with a clear message on a non-finite loss (the last good checkpoint is kept).
+"""
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+from bertbench.config import ModelConfig, PretrainConfig, apply_overrides, model_preset, to_dict
+from bertbench.errors import BertbenchError, ConfigError
+
+
+def resolve_model_config(model_cfg, pretrain_cfg, vocabulary_size):
+    """The model config a pretraining run really uses: the tokenizer's vocabulary size, and causal
+    attention for the left-to-right objective (kept for that model's fine-tuning)."""
+    attention = "causal" if pretrain_cfg.objective == "ltr" else model_cfg.attention
+    if pretrain_cfg.objective != "ltr" and attention == "causal":
+        raise ConfigError(f"objective '{pretrain_cfg.objective}' needs bidirectional attention; "
+                          f"use objective=ltr for a causal model")
+    return dataclasses.replace(model_cfg, vocabulary_size=vocabulary_size, attention=attention)
+
+
+def phases(cfg):
+    """[(seq_length, first_step, end_step)]: the paper's 128 -> 512 schedule when phase2_fraction > 0."""
+    if cfg.phase2_fraction <= 0:
+        return [(cfg.max_seq_length, 0, cfg.num_steps)]
+    switch = int(round(cfg.num_steps * (1.0 - cfg.phase2_fraction)))
+    return [(cfg.max_seq_length, 0, switch), (cfg.phase2_max_seq_length, switch, cfg.num_steps)]
+
+
+def estimate_flops(model_cfg, cfg):
+    """Training FLOPs (forward + backward = 3x forward) over the whole run, matmuls only."""
+    h, inter, layers, vocab = model_cfg.hidden_dim, model_cfg.intermediate_dim, model_cfg.num_layers, \
+        model_cfg.vocabulary_size
+    total = 0.0
+    for seq, first, end in phases(cfg):
+        tokens = (end - first) * cfg.batch_size * seq
+        per_token = layers * (2 * 4 * h * h + 2 * 2 * h * inter + 2 * 2 * seq * h)  # proj, FFN, attention
+        predictions = seq if cfg.objective == "ltr" else cfg.predictions_per_seq(seq)
+        head = (2 * h * h + 2 * h * vocab) * predictions / seq  # LM transform + tied output
+        total += 3 * tokens * (per_token + head)
+    return total
+
+
+class _Trainer:
+    """Model, optimizer and compiled steps, built once inside the strategy scope."""
+
+    def __init__(self, model_cfg, cfg, strategy):
+        import keras
+        import tensorflow as tf
+
+        from bertbench.encoder import build_encoder
+        from bertbench.optimization import create_optimizer
+        from bertbench.pretraining_model import BertPretrainer
+
+        self.cfg, self.strategy = cfg, strategy
+        with strategy.scope():  # the one place where the model is built
+            self.encoder = build_encoder(model_cfg)
+            self.model = BertPretrainer(self.encoder, cfg.objective, activation=model_cfg.activation,
+                                        layer_norm_epsilon=model_cfg.layer_norm_epsilon,
+                                        initializer_range=model_cfg.initializer_range)
+            self.optimizer = create_optimizer(cfg.learning_rate, cfg.num_steps, cfg.warmup_steps,
+                                              cfg.weight_decay, cfg.adam_beta_1, cfg.adam_beta_2,
+                                              cfg.adam_epsilon, cfg.clip_norm)
+        self._keras, self._tf = keras, tf
+        self._train_step = tf.function(self._distributed_train_step)
+        self._eval_step = tf.function(self._distributed_eval_step)
+        self._grads = tf.function(self._replica_grads, jit_compile=cfg.jit_compile)
+
+    def build(self, batch):
+        """Create every variable (model and optimizer slots) before a checkpoint restore."""
+        features, _ = batch
+        with self.strategy.scope():
+            self.model({k: v[:1] for k, v in features.items()}, training=False)
+            self.optimizer.build(self.model.trainable_variables)
+
+    def _replica_grads(self, features, labels):
+        from bertbench.pretraining_model import loss_sums, total_loss
+
+        tf = self._tf
+        ctx = tf.distribute.get_replica_context()
+        with tf.GradientTape() as tape:
+            sums = loss_sums(self.model(features, training=True), labels, self.cfg.objective)
+            counts = {k: ctx.all_reduce("sum", sums[k]) for k in ("lm_count", "nsp_count") if k in sums}
+            loss = total_loss(sums, counts)  # local sums / GLOBAL counts: replicas' gradients add up
+        grads = tape.gradient(loss, self.model.trainable_variables)
+        return grads, sums
+
+    def _distributed_train_step(self, batch):
+        def step_fn(features, labels):
+            grads, sums = self._grads(features, labels)
+            self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+            return sums
+
+        per_replica = self.strategy.run(step_fn, args=batch)
+        return {k: self.strategy.reduce("sum", v, axis=None) for k, v in per_replica.items()}
+
+    def _distributed_eval_step(self, batch):
+        from bertbench.pretraining_model import loss_sums
+
+        def step_fn(features, labels):
+            return loss_sums(self.model(features, training=False), labels, self.cfg.objective)
+
+        per_replica = self.strategy.run(step_fn, args=batch)
+        return {k: self.strategy.reduce("sum", v, axis=None) for k, v in per_replica.items()}
+
+    def train_step(self, batch):
+        return {k: float(v) for k, v in self._train_step(batch).items()}
+
+    def evaluate(self, dataset):
+        """Metrics summed over a finite dataset (whole held-out set at once, not batch means)."""
+        from bertbench.pretraining_model import summarize
+
+        totals = {}
+        for batch in self.strategy.experimental_distribute_dataset(dataset):
+            for k, v in self._eval_step(batch).items():
+                totals[k] = totals.get(k, 0.0) + float(v)
+        return summarize(totals)
+
+
+def _write_json(path, data):
+    tmp = Path(f"{path}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+class _Progress:
+    """A progress line with step, loss and tokens/s (a bar on a terminal, plain lines in logs)."""
+
+    def __init__(self, total, verbose):
+        self.total, self.verbose, self.tty = total, verbose, sys.stdout.isatty()
+        self.start, self.tokens = time.perf_counter(), 0
+
+    def update(self, step, tokens, metrics, force=False):
+        self.tokens += tokens
+        if not self.verbose or not (force or self.tty):
+            return
+        rate = self.tokens / max(time.perf_counter() - self.start, 1e-9)
+        shown = " ".join(f"{k}={v:.3g}" if k == "learning_rate" else f"{k}={v:.4f}" for k, v in metrics.items())
+        end = "\r" if self.tty and not force else "\n"
+        print(f"step {step}/{self.total} {shown} tokens/s={rate:,.0f}", end=end, flush=True)
+
+
+def pretrain(model_cfg, cfg, out_dir, strategy="default", export_at=(), verbose=True):
+    """Pretrain an encoder; returns the run summary. Reruns resume from `out_dir/ckpt/`.
+
+    Writes `out_dir/encoder/` (a bertbench encoder checkpoint, what fine-tuning loads),
+    `out_dir/encoder_step{k}/` for each k in `export_at`, `out_dir/summary.json`, `out_dir/logs/`.
+    """
+    import keras
+
+    from bertbench.checkpoint import save_encoder
+    from bertbench.distribute import get_strategy
+    from bertbench.pretraining_inputs import PretrainingCorpus
+    from bertbench.tokenizer import load_tokenizer
+
+    out_dir = Path(out_dir)
+    summary_path = out_dir / "summary.json"
+    if summary_path.exists():  # finished earlier: nothing to do
+        return json.loads(summary_path.read_text())
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = load_tokenizer(cfg.vocab, cfg.lowercase)
+    model_cfg = resolve_model_config(model_cfg, cfg, tokenizer.vocabulary_size)
+    if max(seq for seq, _, _ in phases(cfg)) > model_cfg.max_sequence_length:
+        raise ConfigError(f"sequence length {max(s for s, _, _ in phases(cfg))} exceeds "
+                          f"model.max_sequence_length={model_cfg.max_sequence_length}")
+    keras.utils.set_random_seed(cfg.seed)
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(cfg.precision)
+    try:
+        corpus = PretrainingCorpus(cfg, tokenizer)
+        strategy_obj = get_strategy(strategy)
+        trainer = _Trainer(model_cfg, cfg, strategy_obj)
+        summary = _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokenizer)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    summary.update(strategy=strategy, num_replicas=strategy_obj.num_replicas_in_sync,
+                   model=to_dict(model_cfg), pretrain=to_dict(cfg),
+                   estimated_flops=estimate_flops(model_cfg, cfg))
+    save_encoder(trainer.encoder, model_cfg, out_dir / "encoder", tokenizer.vocab_path, cfg.lowercase,
+                 extra={"objective": cfg.objective, "steps": cfg.num_steps})
+    _write_json(summary_path, summary)
+    return summary
+
+
+def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokenizer):
+    import tensorflow as tf
+
+    from bertbench.checkpoint import save_encoder
+
+    plan = phases(cfg)
+    datasets = [corpus.train_dataset(seq, cfg.batch_size) for seq, _, _ in plan]
+    trainer.build(next(iter(datasets[0])))
+    iterators = [iter(trainer.strategy.experimental_distribute_dataset(ds)) for ds in datasets]
+    ckpt = tf.train.Checkpoint(model=trainer.model, optimizer=trainer.optimizer,
+                               **{f"data_phase{i}": it for i, it in enumerate(iterators)})
+    manager = tf.train.CheckpointManager(ckpt, str(out_dir / "ckpt"), max_to_keep=cfg.keep_checkpoints)
+    if manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    step = int(trainer.optimizer.iterations.numpy())
+    heldout = corpus.heldout_dataset(cfg.max_seq_length, cfg.batch_size)
+    initial_path = out_dir / "initial_eval.json"
+    if not initial_path.exists():  # step-0 held-out metrics, kept across resumes
+        _write_json(initial_path, trainer.evaluate(heldout) if step == 0 else {})
+    writer = tf.summary.create_file_writer(str(out_dir / "logs"))
+    _truncate_history(out_dir / "metrics.jsonl", step)
+    progress, window, started = _Progress(cfg.num_steps, verbose), {}, time.perf_counter()
+    resumed_from = step
+    for phase, (seq, first, end) in enumerate(plan):
+        while first <= step < end:
+            sums = trainer.train_step(next(iterators[phase]))
+            step += 1
+            loss = sums["lm_loss_sum"] / max(sums["lm_count"], 1.0)
+            loss += sums.get("nsp_loss_sum", 0.0) / max(sums.get("nsp_count", 1.0), 1.0)
+            if not math.isfinite(loss):
+                kept = manager.latest_checkpoint or "none (no checkpoint written yet)"
+                raise BertbenchError(f"non-finite loss ({loss}) at step {step}; stopped. Last good checkpoint: "
+                                     f"{kept}. Lower pretrain.learning_rate or check the data")
+            for k, v in sums.items():
+                window[k] = window.get(k, 0.0) + v
+            if step % cfg.log_every == 0 or step == cfg.num_steps:
+                _log(writer, out_dir, step, window, trainer, progress, cfg, seq)
+                window = {}
+            else:
+                progress.update(step, cfg.batch_size * seq, {"loss": loss})
+            if step % cfg.checkpoint_every == 0 or step == cfg.num_steps:
+                manager.save(checkpoint_number=step)
+            if step in export_at:
+                save_encoder(trainer.encoder, model_cfg, out_dir / f"encoder_step{step}", tokenizer.vocab_path,
+                             cfg.lowercase, extra={"objective": cfg.objective, "steps": step})
+    train_time = time.perf_counter() - started
+    final = trainer.evaluate(heldout)
+    tokens = (cfg.num_steps - resumed_from) * cfg.batch_size * cfg.max_seq_length
+    return {"status": "ok", "steps": step, "resumed_from_step": resumed_from, "train_wall_time_s": train_time,
+            "tokens_seen": sum((e - f) * cfg.batch_size * s for s, f, e in plan),
+            "tokens_per_s": tokens / max(train_time, 1e-9),
+            "initial_heldout": json.loads(initial_path.read_text()), "heldout": final,
+            "unigram_baseline": corpus.unigram_baseline(), "corpus": corpus.stats()}
+
+
+def _truncate_history(path, step):
+    """Drop logged lines past the restored step: a resumed run logs those steps again."""
+    if path.exists():
+        lines = [l for l in path.read_text().splitlines() if l and json.loads(l)["step"] <= step]
+        path.write_text("".join(l + "\n" for l in lines))
+
+
+def _log(writer, out_dir, step, window, trainer, progress, cfg, seq):
+    import tensorflow as tf
+
+    from bertbench.pretraining_model import summarize
+
+    metrics = summarize(window)
+    metrics["learning_rate"] = float(trainer.optimizer.learning_rate)
+    with writer.as_default(step=step):
+        for k, v in metrics.items():
+            tf.summary.scalar(k, v)
+    with open(out_dir / "metrics.jsonl", "a") as handle:  # the loss curve, for checks
+        handle.write(json.dumps({"step": step, **metrics}) + "\n")
+    progress.update(step, cfg.batch_size * seq, {k: v for k, v in metrics.items() if k != "lm_perplexity"},
+                    force=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def add_arguments(parser):
+    parser.add_argument("--model", default="tiny", help="model preset (see `bertbench models`)")
+    parser.add_argument("--objective", default="mlm+nsp", help="mlm+nsp (BERT), mlm (No NSP), ltr")
+    parser.add_argument("--steps", type=int, default=None, help="training steps")
+    parser.add_argument("--corpus", default=None, help="corpus file or folder (default: bundled sample)")
+    parser.add_argument("--vocab", default=None, help="vocab.txt (default: bundled sample vocabulary)")
+    parser.add_argument("--out", required=True, help="output directory (rerun to resume)")
+    parser.add_argument("--strategy", default="default", help="default, one_device, mirrored, multiworker, tpu")
+    parser.add_argument("--config", default=None, help="TOML file with [model] and [pretrain] tables")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a setting, e.g. --set pretrain.batch_size=32 --set model.dropout=0")
+
+
+def configs_from_args(args):
+    """(ModelConfig, PretrainConfig) from a preset, an optional TOML file and key=value overrides."""
+    from bertbench.config import from_dict, load_toml
+
+    data = load_toml(args.config) if args.config else {}
+    unknown = set(data) - {"model", "pretrain"}
+    if unknown:
+        raise ConfigError(f"{args.config}: unknown table(s) {sorted(unknown)}; expected [model] and [pretrain]")
+    model_cfg = model_preset(args.model)
+    if data.get("model"):
+        model_cfg = from_dict(ModelConfig, {**to_dict(model_cfg), **data["model"]}, prefix="model.")
+    pretrain_fields = dict(data.get("pretrain", {}), objective=args.objective)
+    for key, value in (("num_steps", args.steps), ("corpus", args.corpus), ("vocab", args.vocab)):
+        if value is not None:
+            pretrain_fields[key] = value
+    if args.steps is not None and "warmup_steps" not in pretrain_fields:
+        pretrain_fields["warmup_steps"] = min(PretrainConfig.warmup_steps, max(args.steps // 10, 0))
+    cfg = from_dict(PretrainConfig, pretrain_fields, prefix="pretrain.")
+    model_over = [o.split(".", 1)[1] for o in args.overrides if o.startswith("model.")]
+    pre_over = [o.split(".", 1)[1] for o in args.overrides if o.startswith("pretrain.")]
+    bad = [o for o in args.overrides if not o.startswith(("model.", "pretrain."))]
+    if bad:
+        raise ConfigError(f"override '{bad[0]}' must start with model. or pretrain.")
+    return apply_overrides(model_cfg, model_over), apply_overrides(cfg, pre_over)
+
+
+def main(args):
+    model_cfg, cfg = configs_from_args(args)
+    summary = pretrain(model_cfg, cfg, args.out, strategy=args.strategy)
+    shown = {k: summary[k] for k in ("steps", "tokens_seen", "train_wall_time_s", "heldout") if k in summary}
+    print(json.dumps(shown, indent=2))
+    return 0
