@@ -170,9 +170,11 @@ class FinetuneConfig:
     document_context: bool = False  # NER: fill windows with neighbouring sentences of the document
     max_train_examples: int = 0  # 0 = all; small scales cap training sets
     max_eval_examples: int = 0  # 0 = all
+    source: str = "files"  # "files" (standard layouts under the data dir) or "tfds" (prepared TFDS)
     seed: int = 0
 
     def __post_init__(self):
+        _check_choice("finetune.source", self.source, ("files", "tfds"))
         _check_choice("finetune.head", self.head, ("default", "bilstm"))
         _check_choice("finetune.feature_layers", self.feature_layers, FEATURE_LAYERS)
         for name in ("learning_rate", "batch_size", "epochs", "max_seq_length", "doc_stride",
