@@ -57,7 +57,7 @@ class PretrainingCorpus:
 
         return pretraining_dataset(self.cfg, self.tokenizer, documents=self.heldout_docs,
                                    batch_size=batch_size, seq_length=seq_length, seed=self.cfg.seed + 1,
-                                   repeat=False, shuffle=False)
+                                   repeat=False, shuffle=False, drop_remainder=False)
 
     def unigram_baseline(self):
         """Accuracy and perplexity of a unigram model (train token frequencies, add-one smoothed)
