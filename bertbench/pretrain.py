@@ -50,10 +50,10 @@ def estimate_flops(model_cfg, cfg):
     return total
 
 
-class _Trainer:
+class Trainer:
     """Model, optimizer and compiled steps, built once inside the strategy scope."""
 
-    def __init__(self, model_cfg, cfg, strategy):
+    def __init__(self, model_cfg, cfg, strategy, encoder_fn=None):
         import keras
         import tensorflow as tf
 
@@ -63,7 +63,7 @@ class _Trainer:
 
         self.cfg, self.strategy = cfg, strategy
         with strategy.scope():  # the one place where the model is built
-            self.encoder = build_encoder(model_cfg)
+            self.encoder = (encoder_fn or build_encoder)(model_cfg)  # the benchmark swaps in its peer
             self.model = BertPretrainer(self.encoder, cfg.objective, activation=model_cfg.activation,
                                         layer_norm_epsilon=model_cfg.layer_norm_epsilon,
                                         initializer_range=model_cfg.initializer_range)
@@ -82,21 +82,46 @@ class _Trainer:
             self.model({k: v[:1] for k, v in features.items()}, training=False)
             self.optimizer.build(self.model.trainable_variables)
 
-    def _replica_grads(self, features, labels):
-        from bertbench.pretraining_model import loss_sums, total_loss
+    def distribute(self, batch):
+        """Split a global batch into per-replica slices (a no-op on one replica)."""
+        replicas = self.strategy.num_replicas_in_sync
+        if replicas == 1:
+            return batch
+        if self.cfg.batch_size % replicas:
+            raise ConfigError(f"pretrain.batch_size={self.cfg.batch_size} is not divisible by the "
+                              f"{replicas} replicas of the strategy; pick a multiple of {replicas}")
+        tf = self._tf
+
+        def value_fn(ctx):
+            return tf.nest.map_structure(lambda t: tf.split(t, replicas)[ctx.replica_id_in_sync_group], batch)
+
+        return self.strategy.experimental_distribute_values_from_function(value_fn)
+
+    def _global_counts(self, labels):
+        """LM predictions and NSP examples summed over all replicas (they depend on labels only)."""
+        from bertbench.pretraining_model import lm_label_keys
 
         tf = self._tf
         ctx = tf.distribute.get_replica_context()
-        with tf.GradientTape() as tape:
+        counts = {"lm_count": ctx.all_reduce(
+            "sum", tf.reduce_sum(tf.cast(labels[lm_label_keys(self.cfg.objective)[1]], tf.float32)))}
+        if self.cfg.nsp:
+            counts["nsp_count"] = ctx.all_reduce(
+                "sum", tf.cast(tf.size(labels["next_sentence_labels"]), tf.float32))
+        return counts
+
+    def _replica_grads(self, features, labels, counts):
+        from bertbench.pretraining_model import loss_sums, total_loss
+
+        with self._tf.GradientTape() as tape:
             sums = loss_sums(self.model(features, training=True), labels, self.cfg.objective)
-            counts = {k: ctx.all_reduce("sum", sums[k]) for k in ("lm_count", "nsp_count") if k in sums}
             loss = total_loss(sums, counts)  # local sums / GLOBAL counts: replicas' gradients add up
         grads = tape.gradient(loss, self.model.trainable_variables)
         return grads, sums
 
     def _distributed_train_step(self, batch):
         def step_fn(features, labels):
-            grads, sums = self._grads(features, labels)
+            grads, sums = self._grads(features, labels, self._global_counts(labels))
             self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
             return sums
 
@@ -178,7 +203,7 @@ def pretrain(model_cfg, cfg, out_dir, strategy="default", export_at=(), verbose=
     try:
         corpus = PretrainingCorpus(cfg, tokenizer)
         strategy_obj = get_strategy(strategy)
-        trainer = _Trainer(model_cfg, cfg, strategy_obj)
+        trainer = Trainer(model_cfg, cfg, strategy_obj)
         summary = _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokenizer)
     finally:
         keras.config.set_dtype_policy(previous_policy)
@@ -199,7 +224,9 @@ def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokeniz
     plan = phases(cfg)
     datasets = [corpus.train_dataset(seq, cfg.batch_size) for seq, _, _ in plan]
     trainer.build(next(iter(datasets[0])))
-    iterators = [iter(trainer.strategy.experimental_distribute_dataset(ds)) for ds in datasets]
+    # Plain tf.data iterators (checkpointable, unlike distributed ones); each global batch is split
+    # across replicas by `Trainer.distribute`.
+    iterators = [iter(ds) for ds in datasets]
     ckpt = tf.train.Checkpoint(model=trainer.model, optimizer=trainer.optimizer,
                                **{f"data_phase{i}": it for i, it in enumerate(iterators)})
     manager = tf.train.CheckpointManager(ckpt, str(out_dir / "ckpt"), max_to_keep=cfg.keep_checkpoints)
@@ -216,7 +243,7 @@ def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokeniz
     resumed_from = step
     for phase, (seq, first, end) in enumerate(plan):
         while first <= step < end:
-            sums = trainer.train_step(next(iterators[phase]))
+            sums = trainer.train_step(trainer.distribute(next(iterators[phase])))
             step += 1
             loss = sums["lm_loss_sum"] / max(sums["lm_count"], 1.0)
             loss += sums.get("nsp_loss_sum", 0.0) / max(sums.get("nsp_count", 1.0), 1.0)
