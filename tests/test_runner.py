@@ -1,0 +1,269 @@
+"""The runner with a fake backend: caching, dedup, resume after SIGKILL, sharding, concurrent runners.
+
+`FakeBackend` (also used by test_check.py, and loadable with `--backend tests/test_runner.py:FakeBackend`)
+does no ML: it sleeps, leaves a marker file per execution so tests can count what ran, and
+"pretrains" in 10 chunks appended to `out_dir/progress`, resuming from what is there, like the
+real pretrain() resumes from its checkpoints.
+"""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from bertbench import records
+from bertbench.errors import BertbenchError
+from bertbench.runner import make_plan, parse_shard, run_experiment, shard_plan
+
+REPO = Path(__file__).resolve().parents[1]
+THIS = Path(__file__).resolve()
+CHUNKS = 10
+
+
+class FakeBackend:
+    """Env (for subprocesses): FAKE_MARKERS folder, FAKE_SLEEP s per fine-tuning, FAKE_PRETRAIN_SLEEP s per
+    pretraining, FAKE_FAIL: a task name whose fine-tuning raises."""
+
+    def __init__(self, markers=None, sleep=None, pretrain_sleep=None, fail=None):
+        self.markers = Path(markers or os.environ["FAKE_MARKERS"])
+        self.sleep = float(sleep if sleep is not None else os.environ.get("FAKE_SLEEP", 0))
+        self.pretrain_sleep = float(pretrain_sleep if pretrain_sleep is not None
+                                    else os.environ.get("FAKE_PRETRAIN_SLEEP", 0))
+        self.fail = fail if fail is not None else os.environ.get("FAKE_FAIL", "")
+
+    def _mark(self, kind, run_id, event):
+        self.markers.mkdir(parents=True, exist_ok=True)
+        (self.markers / f"{kind}.{run_id}.{event}.{os.getpid()}.{uuid.uuid4().hex[:6]}").touch()
+
+    @staticmethod
+    def _score(*parts):
+        return int(hashlib.sha256(repr(parts).encode()).hexdigest()[:8], 16) / 16**8
+
+    def pretrain(self, model_cfg, cfg, out_dir, strategy="default", export_at=()):
+        out_dir = Path(out_dir)
+        self._mark("pretrain", out_dir.name, "start")
+        progress = out_dir / "progress"
+        done = len(progress.read_text().splitlines()) if progress.exists() else 0
+        for chunk in range(done, CHUNKS):  # resume after the last saved chunk
+            time.sleep(self.pretrain_sleep / CHUNKS)
+            with open(progress, "a") as f:
+                f.write(f"{chunk}\n")
+        for name in ["encoder"] + [f"encoder_step{k}" for k in export_at]:
+            (out_dir / name).mkdir(exist_ok=True)
+        self._mark("pretrain", out_dir.name, "done")
+        return {"status": "ok", "steps": cfg.num_steps,
+                "heldout": {"lm_perplexity": 3.0 + 2 * self._score(model_cfg, cfg)}}
+
+    def random_init(self, model_cfg, cfg, out_dir):
+        (Path(out_dir) / "encoder").mkdir(parents=True, exist_ok=True)
+        self._mark("random_init", Path(out_dir).name, "done")
+        return {"status": "ok", "steps": 0}
+
+    def finetune(self, cfg, init, out_dir, data_dir):
+        assert Path(init).is_dir(), f"fine-tuning from a missing encoder {init}"
+        run_id = Path(out_dir).name
+        self._mark("finetune", run_id, "start")
+        time.sleep(self.sleep)
+        if self.fail and cfg.task == self.fail:
+            raise RuntimeError(f"fake failure on {cfg.task}")
+        self._mark("finetune", run_id, "done")
+        source = Path(init).parent.name + "/" + Path(init).name  # pretrain id / encoder: not the folder's path
+        return {"metrics": {"accuracy": 50 + 40 * self._score(cfg, source), "f1": 30 + 60 * self._score(source, cfg)},
+                "num_train_examples": 256}
+
+
+def count(markers, kind, event):
+    """{run_id: number of marker files} for one kind/event."""
+    out = {}
+    for p in Path(markers).glob(f"{kind}.*.{event}.*"):
+        run_id = p.name.split(".")[1]
+        out[run_id] = out.get(run_id, 0) + 1
+    return out
+
+
+def quiet(*_):
+    pass
+
+
+def run(tmp_path, experiment="ablation_nsp", backend=None, **kw):
+    return run_experiment(experiment, "ci", results=tmp_path / "results", runs=tmp_path / "runs",
+                          backend=backend or FakeBackend(tmp_path / "m"), out=quiet, **kw)
+
+
+def cli(tmp_path, *args, env=None, popen=False):
+    cmd = [sys.executable, "-m", "bertbench", "run", "ablation_nsp", "--results", str(tmp_path / "results"),
+           "--runs", str(tmp_path / "runs"), "--backend", f"{THIS}:FakeBackend", *args]
+    full_env = {**os.environ, "FAKE_MARKERS": str(tmp_path / "m"), **(env or {})}
+    if popen:
+        return subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=120)
+
+
+def check_complete(tmp_path, plan):
+    """Every run of `plan` has exactly one ok record and was completed exactly once."""
+    folder = tmp_path / "results" / "ablation_nsp" / "ci" / "records"
+    for ft in plan.finetunes:
+        rec = records.read_json(folder / f"{ft.id}.json")
+        assert rec["status"] == "ok" and rec["run_id"] == ft.id and rec["variant"] == ft.variant
+    for pre in plan.pretrains:
+        assert records.read_json(folder / f"pretrain-{pre.id}.json")["status"] == "ok"
+    assert not list(folder.glob(".*.tmp"))
+    done = count(tmp_path / "m", "finetune", "done")
+    assert done == {ft.id: 1 for ft in plan.finetunes}
+    assert count(tmp_path / "m", "pretrain", "done") == {p.id: 1 for p in plan.pretrains}
+    for pre in plan.pretrains:  # each pretraining chunk computed once, across interruptions
+        assert (tmp_path / "runs" / "pretrain" / pre.id / "progress").read_text().split() == \
+            [str(i) for i in range(CHUNKS)]
+
+
+def test_second_run_is_all_cached_and_tables_written(tmp_path):
+    first = run(tmp_path)
+    assert first == dict(ran=23, cached=0, reused=0, failed=0, skipped=0)  # 3 pretrainings + 4 x 5
+    check_complete(tmp_path, make_plan("ablation_nsp"))
+    again = run(tmp_path)
+    assert again["ran"] == 0 and again["cached"] == 20 + 3
+    assert len(list((tmp_path / "m").glob("*.done.*"))) == 23  # nothing executed twice
+    table = (tmp_path / "results" / "ablation_nsp" / "ci" / "table.md").read_text()
+    assert "| BERT_BASE |" in table and "| + BiLSTM |" in table
+
+
+def test_shared_pretraining_runs_once_across_variants_and_experiments(tmp_path):
+    run(tmp_path)
+    pre = count(tmp_path / "m", "pretrain", "done")
+    assert len(pre) == 3  # ltr_no_nsp and ltr_bilstm share one
+    counts = run(tmp_path, "masking_rate")
+    mask15 = make_plan("masking_rate").variant_pretrain["mask15"]
+    assert count(tmp_path / "m", "pretrain", "done")[mask15] == 1  # = ablation_nsp's bert, not rerun
+    # mask15's pretraining and its 3 fine-tuning runs (same configs as bert's) are reused, not rerun
+    assert counts["reused"] == 1 + 3 and counts["ran"] == 2 + 6
+    rec = records.read_json(tmp_path / "results" / "masking_rate" / "ci" / "records" / f"pretrain-{mask15}.json")
+    assert rec["experiment"] == "masking_rate" and rec["variants"] == ["mask15"]
+
+
+def test_baseline_uses_random_init_and_records_provenance(tmp_path):
+    run(tmp_path, only=["bert"], columns=["MRPC"], baseline=True)
+    assert len(count(tmp_path / "m", "random_init", "done")) == 1
+    recs = records.load_records(tmp_path / "results", "ablation_nsp", "ci")
+    base = next(r for r in recs if r.get("variant") == "no_pretraining")
+    assert base["config"]["pretrain"] is None and base["config"]["init"] == "encoder"
+    for key in ("schema_version", "git", "packages", "hardware", "wall_time_s", "started", "finished",
+                "strategy", "main_metric", "metrics", "seed", "task", "pretrain_id"):
+        assert key in base, key
+    assert base["main_metric"]["value"] == base["metrics"]["accuracy"]
+    assert {"tensorflow", "keras", "keras-hub", "tensorflow-text", "numpy", "python"} <= set(base["packages"])
+    mnli = make_plan("ablation_nsp").finetunes[0]
+    assert mnli.column == "MNLI-m" and mnli.task == "rte" and mnli.proxy_for == "mnli"
+
+
+def test_a_failed_run_is_recorded_and_retried(tmp_path):
+    counts = run(tmp_path, only=["bert"], backend=FakeBackend(tmp_path / "m", fail="mrpc"))
+    assert counts["failed"] == 1 and counts["ran"] == 1 + 4
+    folder = tmp_path / "results" / "ablation_nsp" / "ci" / "records"
+    failed = [r for r in map(records.read_json, folder.glob("*.json")) if r["status"] == "failed"]
+    assert len(failed) == 1 and "fake failure" in failed[0]["error"]
+    assert run(tmp_path, only=["bert"])["ran"] == 1  # only the failed one reruns
+
+
+def test_shards_partition_the_plan_by_pretraining_group():
+    plan = make_plan("ablation_nsp", "base", baseline=True)
+    for n in (1, 2, 3, 5):
+        parts = [shard_plan(plan, i, n) for i in range(n)]
+        ids = [f.id for p in parts for f in p.finetunes]
+        assert sorted(ids) == sorted(f.id for f in plan.finetunes) and len(ids) == len(set(ids))
+        owners = {}
+        for i, p in enumerate(parts):
+            assert {f.pretrain_id for f in p.finetunes} <= {pre.id for pre in p.pretrains}
+            for pre in p.pretrains:
+                owners.setdefault(pre.id, []).append(i)
+        assert all(len(v) == 1 for v in owners.values()) and len(owners) == len(plan.pretrains)
+    assert [f.id for f in shard_plan(plan, 1, 3).finetunes] == [f.id for f in shard_plan(plan, 1, 3).finetunes]
+
+
+def test_steps_sweep_fine_tunes_exported_encoders_and_plots(tmp_path):
+    counts = run(tmp_path, "ablation_steps", seeds=2)
+    assert counts["ran"] == 2 + 2 * 4 * 2 and counts["failed"] == 0
+    folder = tmp_path / "results" / "ablation_steps" / "ci"
+    assert (folder / "steps.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (folder / "table.md").read_text()
+    assert "| MLM @ 50 |" in table and "| LTR @ 300 |" in table and "Appendix C.1" in table
+
+
+@pytest.mark.slow
+def test_bad_arguments_fail_on_one_line_and_write_nothing(tmp_path):
+    for args in (["--shard", "3/3"], ["--shard", "x"], ["--scale", "huge"], ["--only", "bertt"], ["--seeds", "0"]):
+        proc = cli(tmp_path, *args)
+        assert proc.returncode != 0 and len(proc.stderr.strip().splitlines()) == 1, (args, proc.stderr)
+        assert proc.stderr.startswith("bertbench: error:")
+    assert "did you mean 'bert'" in cli(tmp_path, "--only", "bertt").stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "runs").exists()
+    with pytest.raises(BertbenchError, match="0 <= I < N"):
+        parse_shard("-1/2")
+
+
+def test_dry_run_lists_runs_and_cache_state(tmp_path):
+    proc = cli(tmp_path, "--dry-run", "--only", "bert", "--column", "MRPC")
+    assert proc.returncode == 0
+    assert not (tmp_path / "results").exists()
+    run(tmp_path, only=["bert"], columns=["MRPC"])
+    proc = cli(tmp_path, "--dry-run", "--only", "bert,no_nsp", "--column", "MRPC")
+    lines = proc.stdout.splitlines()
+    assert sum(" cached " in line for line in lines) == 2 and sum(" to run " in line for line in lines) == 2
+    assert lines[-1] == "to run: 1 pretraining (1,228,800 tokens), 1 fine-tuning"
+    assert "300 steps x batch 32 x seq 128 = 1,228,800 tokens" in proc.stdout
+
+
+def _wait_for(condition, timeout=60):
+    end = time.time() + timeout
+    while time.time() < end:
+        if condition():
+            return True
+        time.sleep(0.01)
+    raise AssertionError("timed out waiting for the runner")
+
+
+@pytest.mark.slow
+def test_sigkill_anywhere_then_rerun_loses_nothing_and_repeats_nothing(tmp_path):
+    plan = make_plan("ablation_nsp")
+    first = plan.pretrains[0].id
+    progress = tmp_path / "runs" / "pretrain" / first / "progress"
+    # 1) killed in the middle of the first pretraining
+    proc = cli(tmp_path, env={"FAKE_PRETRAIN_SLEEP": "2", "FAKE_SLEEP": "0.3"}, popen=True)
+    _wait_for(lambda: progress.exists() and len(progress.read_text().split()) >= 3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 3 <= len(progress.read_text().split()) < CHUNKS and (tmp_path / "runs" / "pretrain" / f"{first}.lock").exists()
+    # 2) killed in the middle of a fine-tuning run (after some finished)
+    proc = cli(tmp_path, env={"FAKE_PRETRAIN_SLEEP": "0.2", "FAKE_SLEEP": "0.3"}, popen=True)
+
+    def mid_finetune():
+        done, started = count(tmp_path / "m", "finetune", "done"), count(tmp_path / "m", "finetune", "start")
+        return len(done) >= 2 and sum(started.values()) > sum(done.values())
+    _wait_for(mid_finetune)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # 3) rerun to the end
+    final = cli(tmp_path)
+    assert final.returncode == 0, final.stderr
+    check_complete(tmp_path, plan)
+    starts = count(tmp_path / "m", "finetune", "start")
+    assert sorted(starts.values())[-1] == 2 and sum(starts.values()) == len(plan.finetunes) + 1
+    assert count(tmp_path / "m", "pretrain", "start")[first] == 2  # resumed once, finished once
+
+
+@pytest.mark.slow
+def test_two_concurrent_runners_share_work_without_duplicates(tmp_path):
+    env = {"FAKE_PRETRAIN_SLEEP": "0.3", "FAKE_SLEEP": "0.05"}
+    procs = [cli(tmp_path, env=env, popen=True) for _ in range(2)]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    check_complete(tmp_path, make_plan("ablation_nsp"))
+    for p in (tmp_path / "results" / "ablation_nsp" / "ci" / "records").glob("*.json"):
+        json.loads(p.read_text())
+    assert not list((tmp_path / "runs").rglob("*.lock"))
