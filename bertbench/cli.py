@@ -67,6 +67,9 @@ def main(argv=None):
         message = str(err).replace("\n", " ")
         print(f"bertbench: error: {message}", file=sys.stderr)
         return err.exit_code
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("bertbench: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
