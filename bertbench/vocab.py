@@ -1,0 +1,170 @@
+"""Learning a WordPiece vocabulary, and the `vocab` command.
+
+Words are cut exactly as `bertbench.tokenizer` cuts them (the original BERT BasicTokenizer, as TF
+ops: `tokenizer.tf_basic_words`), so the learned pieces fit the normalisation the tokenizer applies
+(uncased: lower-cased, accents stripped; cased: as written). The pieces are then learned with
+tensorflow-text's WordPiece learner (`wordpiece_tokenizer_learner_lib.learn`, the algorithm behind
+`bert_vocab_from_dataset`, which we do not call because its BasicTokenizer applies NFKC case
+folding, unlike the original BERT tokenizer). The learner is deterministic given the word counts,
+which we pass sorted by (count desc, word).
+
+    python -m bertbench vocab --corpus bertbench/data/sample/corpus --size 8192 --out vocab.txt
+"""
+
+import collections
+import csv
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from bertbench.errors import BertbenchError
+
+RESERVED = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+_BATCH = 4096  # texts per tensorflow-text call when counting words
+# GLUE train.tsv text columns (header names; CoLA has no header: column 3).
+GLUE_TEXT_COLUMNS = {"CoLA": (3,), "SST-2": ("sentence",), "MRPC": ("#1 String", "#2 String"),
+                     "QNLI": ("question", "sentence"), "RTE": ("sentence1", "sentence2"),
+                     "STS-B": ("sentence1", "sentence2"), "WNLI": ("sentence1", "sentence2"),
+                     "MNLI": ("sentence1", "sentence2"), "QQP": ("question1", "question2")}
+
+
+def count_words(texts, lowercase=True):
+    """Counter word -> count of the tokenizer's words (before WordPiece) over `texts`."""
+    import tensorflow as tf
+
+    from bertbench.tokenizer import tf_basic_words
+
+    texts = list(texts)
+    counts = collections.Counter()
+    for i in range(0, len(texts), _BATCH):
+        words = tf_basic_words(tf.constant(texts[i:i + _BATCH]), lowercase)
+        counts.update(words.flat_values.numpy().tolist())
+    return collections.Counter({w.decode("utf-8"): c for w, c in counts.items()})
+
+
+def learn_vocabulary(texts, size, lowercase=True, reserved=RESERVED, min_count=2):
+    """A WordPiece vocabulary (list of at most `size` tokens, `reserved` first) learned on `texts`.
+
+    Every character of the (up to 1,000) most frequent characters gets a token and a '##' token, so
+    text made of them never becomes [UNK]. Tokens below `min_count` occurrences are never learned.
+    """
+    from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner
+
+    reserved = list(reserved)
+    if size <= len(reserved):
+        raise BertbenchError(f"vocabulary size {size} leaves no room beside the {len(reserved)} "
+                             f"reserved tokens; use a larger --size (BERT uses 30522)")
+    counts = count_words(texts, lowercase)
+    if not counts:
+        raise BertbenchError("no words found to learn a vocabulary from; give a corpus with text")
+    word_counts = sorted(counts.items(), key=lambda wc: (-wc[1], wc[0]))  # deterministic order
+    vocab = learner.learn(word_counts, size, reserved, lower_thresh=min_count)
+    if vocab[:len(reserved)] != reserved or len(vocab) > size or len(set(vocab)) != len(vocab):
+        raise RuntimeError(f"WordPiece learner broke its contract (size {len(vocab)} > {size} or "
+                           f"reserved tokens not first or duplicates)")
+    return vocab
+
+
+def write_vocab(vocab, out):
+    """Write one token per line, atomically (temp file in the same folder, then rename)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write("".join(token + "\n" for token in vocab))
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def corpus_texts(paths, max_lines=None):
+    """Paragraph lines of the corpora at `paths` (files or folders; see bertbench.corpus)."""
+    from bertbench.corpus import read_documents
+
+    texts = []
+    for path in paths:
+        for document in read_documents(path, sentence_split=False):
+            for line in document:
+                if max_lines is not None and len(texts) >= max_lines:
+                    return texts
+                texts.append(line)
+    return texts
+
+
+def task_texts(data_dir):
+    """Texts of the train splits under a data root: glue/<TASK>/train.tsv, squad/train-*.json,
+    conll2003/eng.train. Duplicates (e.g. SQuAD v1.1 paragraphs repeated in v2.0) are dropped."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise BertbenchError(f"task data folder not found: {root}; pass a data root holding "
+                             f"glue/, squad/ or conll2003/")
+    texts = []
+    for task, columns in GLUE_TEXT_COLUMNS.items():
+        path = root / "glue" / task / "train.tsv"
+        if path.is_file():
+            texts += _glue_texts(path, columns)
+    for path in sorted((root / "squad").glob("train-*.json")):
+        for article in json.loads(path.read_text(encoding="utf-8"))["data"]:
+            for paragraph in article["paragraphs"]:
+                texts.append(paragraph["context"])
+                texts += [qa["question"] for qa in paragraph["qas"]]
+    conll = root / "conll2003" / "eng.train"
+    if conll.is_file():
+        texts += _conll_sentences(conll)
+    return list(dict.fromkeys(t for t in texts if t.strip()))
+
+
+def _glue_texts(path, columns):
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if isinstance(columns[0], str):
+        header, rows = rows[0], rows[1:]
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise BertbenchError(f"{path}: header has no column {missing[0]!r}; expected the GLUE "
+                                 f"layout of download_glue_data.py")
+        columns = [header.index(c) for c in columns]
+    return [row[c] for row in rows for c in columns if c < len(row)]
+
+
+def _conll_sentences(path):
+    sentences, words = [], []
+    for line in path.read_text(encoding="utf-8").splitlines() + [""]:
+        parts = line.split()
+        if parts and parts[0] != "-DOCSTART-":
+            words.append(parts[0])
+        elif words:
+            sentences.append(" ".join(words))
+            words = []
+    return sentences
+
+
+def add_arguments(parser):
+    parser.add_argument("--corpus", action="append", required=True, metavar="PATH",
+                        help="corpus file or folder (plain text, WikiText, WikiExtractor, .gz); "
+                             "repeat to combine; 'sample' is the bundled corpus")
+    parser.add_argument("--task-data", metavar="DIR",
+                        help="also learn from the train splits under this data root "
+                             "(glue/, squad/, conll2003/); 'sample' is the bundled one")
+    parser.add_argument("--size", type=int, default=8192, help="maximum vocabulary size")
+    parser.add_argument("--out", required=True, help="vocabulary file to write (one token a line)")
+    parser.add_argument("--cased", action="store_true", help="keep case and accents")
+    parser.add_argument("--max-lines", type=int, default=None, metavar="N",
+                        help="read at most N corpus lines (paragraphs)")
+
+
+def main(args):
+    texts = corpus_texts(args.corpus, args.max_lines)
+    n_corpus = len(texts)
+    if args.task_data:
+        from bertbench.resources import resolve_data_dir
+
+        texts += task_texts(resolve_data_dir(args.task_data))
+    vocab = learn_vocabulary(texts, args.size, lowercase=not args.cased)
+    write_vocab(vocab, args.out)
+    print(f"wrote {len(vocab)} tokens to {args.out} ({'cased' if args.cased else 'uncased'}; "
+          f"{n_corpus} corpus lines, {len(texts) - n_corpus} task texts)")
+    return 0
