@@ -228,6 +228,7 @@ def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokeniz
     # across replicas by `Trainer.distribute`.
     iterators = [iter(ds) for ds in datasets]
     ckpt = tf.train.Checkpoint(model=trainer.model, optimizer=trainer.optimizer,
+                               dropout_rng=_seed_states(trainer.model),
                                **{f"data_phase{i}": it for i, it in enumerate(iterators)})
     manager = tf.train.CheckpointManager(ckpt, str(out_dir / "ckpt"), max_to_keep=cfg.keep_checkpoints)
     if manager.latest_checkpoint:
@@ -271,6 +272,15 @@ def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokeniz
             "tokens_per_s": tokens / max(train_time, 1e-9),
             "initial_heldout": json.loads(initial_path.read_text()), "heldout": final,
             "unigram_baseline": corpus.unigram_baseline(), "corpus": corpus.stats()}
+
+
+def _seed_states(model):
+    """The state variables of every Keras seed generator (dropout): tf.train.Checkpoint does not track
+    them, and a resumed run must draw the same dropout masks as an uninterrupted one."""
+    import tensorflow as tf
+
+    states = [sg.state for layer in model._flatten_layers() for sg in getattr(layer, "_seed_generators", [])]
+    return tf.train.Checkpoint(**{f"seed_{i}": state.value for i, state in enumerate(states)})
 
 
 def _truncate_history(path, step):
