@@ -4,9 +4,18 @@ place (the training loops). No home-made distribution layer."""
 from bertbench.errors import unknown_name
 
 STRATEGIES = ("default", "one_device", "mirrored", "multiworker", "tpu")
+_CREATED = {}  # one strategy per name per process: a second MirroredStrategy breaks collectives
 
 
 def get_strategy(name="default", tpu_address=""):
+    """The process's strategy `name`, created on first use (see `_make_strategy`)."""
+    key = (name, tpu_address)
+    if key not in _CREATED:
+        _CREATED[key] = _make_strategy(name, tpu_address)
+    return _CREATED[key]
+
+
+def _make_strategy(name, tpu_address):
     """A tf.distribute.Strategy by name.
 
     default      the default (no-op) strategy: one device, whatever TF places on it
