@@ -33,10 +33,13 @@ class BertPretrainer(keras.Model):
         self.encoder = encoder
         self.objective = objective
         init = keras.initializers.TruncatedNormal(stddev=initializer_range)
+        # keras-hub's MaskedLMHead does not autocast: under a mixed policy its bf16 logits would meet
+        # a float32 bias, so the head computes in float32 (the loss is taken in float32 anyway).
+        head_dtype = "float32" if encoder.dtype_policy.name.startswith("mixed") else encoder.dtype_policy
         self.lm_head = MaskedLMHead(token_embedding=encoder.token_embedding,
                                     intermediate_activation=ACTIVATIONS[activation],
                                     layer_norm_epsilon=layer_norm_epsilon, kernel_initializer=init,
-                                    dtype=encoder.dtype_policy, name="lm_head")
+                                    dtype=head_dtype, name="lm_head")
         self.nsp_head = (keras.layers.Dense(2, kernel_initializer=init, dtype=encoder.dtype_policy,
                                             name="nsp_head")
                          if objective == "mlm+nsp" else None)
