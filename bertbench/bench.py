@@ -9,7 +9,6 @@ sequences/s, tokens/s, MFU = estimate_flops per step / step time / measured matm
 """
 
 import dataclasses
-import json
 import math
 import statistics
 import time

@@ -9,13 +9,13 @@ stop with a clear message on a non-finite loss (the last good checkpoint is kept
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
 
 from bertbench.config import ModelConfig, PretrainConfig, apply_overrides, model_preset, to_dict
 from bertbench.errors import BertbenchError, ConfigError
+from bertbench.records import write_json_atomic
 
 
 def resolve_model_config(model_cfg, pretrain_cfg, vocabulary_size):
@@ -151,12 +151,6 @@ class Trainer:
         return summarize(totals)
 
 
-def _write_json(path, data):
-    tmp = Path(f"{path}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 class _Progress:
     """A progress line with step, loss and tokens/s (a bar on a terminal, plain lines in logs)."""
 
@@ -212,7 +206,7 @@ def pretrain(model_cfg, cfg, out_dir, strategy="default", export_at=(), verbose=
                    estimated_flops=estimate_flops(model_cfg, cfg))
     save_encoder(trainer.encoder, model_cfg, out_dir / "encoder", tokenizer.vocab_path, cfg.lowercase,
                  extra={"objective": cfg.objective, "steps": cfg.num_steps})
-    _write_json(summary_path, summary)
+    write_json_atomic(summary_path, summary)
     return summary
 
 
@@ -237,7 +231,7 @@ def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokeniz
     heldout = corpus.heldout_dataset(cfg.max_seq_length, cfg.batch_size)
     initial_path = out_dir / "initial_eval.json"
     if not initial_path.exists():  # step-0 held-out metrics, kept across resumes
-        _write_json(initial_path, trainer.evaluate(heldout) if step == 0 else {})
+        write_json_atomic(initial_path, trainer.evaluate(heldout) if step == 0 else {})
     writer = tf.summary.create_file_writer(str(out_dir / "logs"))
     _truncate_history(out_dir / "metrics.jsonl", step)
     progress, window, started = _Progress(cfg.num_steps, verbose), {}, time.perf_counter()

@@ -6,7 +6,6 @@ TFRecords use google-research/bert's feature names and types, so its `run_pretra
 function (plain `tf.io.parse_single_example`) reads them.
 """
 
-import json
 import os
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from bertbench.corpus import read_documents
 from bertbench.errors import BertbenchError, ConfigError
 from bertbench.instances import create_instances, tokenize_documents
 from bertbench.masking import mask_tokens, spec_from_tokenizer, tf_mask_tokens
+from bertbench.records import write_json_atomic
 
 dynamic_mask = tf_mask_tokens  # the name docs/ARCHITECTURE.md gives the tf.data masking step
 __all__ = ["create_instances", "tokenize_documents", "mask_tokens", "dynamic_mask", "mask_instances",
@@ -318,9 +318,7 @@ def write_pretraining_data(cfg, out_dir, num_shards=1, max_documents=None, token
         free = inst.sources[:, 6] == 0
         summary["forced_not_next_fraction"] = float(1 - free.mean())
         summary["is_next_fraction_unforced"] = float((inst.next_sentence_labels[free] == 0).mean())
-    path = Path(out_dir) / SUMMARY_FILE
-    path.with_name(SUMMARY_FILE + ".tmp").write_text(json.dumps(summary, indent=2))
-    os.replace(path.with_name(SUMMARY_FILE + ".tmp"), path)
+    write_json_atomic(Path(out_dir) / SUMMARY_FILE, summary)
     return summary
 
 

@@ -16,12 +16,12 @@ each sentence that fit in the window (words cut off by max_seq_length are predic
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from bertbench.errors import BertbenchError
+from bertbench.records import write_text_atomic
 from bertbench.task_models import IGNORE_LABEL
 
 
@@ -218,7 +218,7 @@ def evaluate_split(spec, examples, indices, encoded, logits, cfg, stem):
         predicted = [spec.labels[k] for k in logits.argmax(-1)]
         column = predicted
     path = stem.with_suffix(".tsv")
-    _write_text(path, "index\tprediction\n" + "".join(f"{i}\t{c}\n" for i, c in zip(indices, column)))
+    write_text_atomic(path, "index\tprediction\n" + "".join(f"{i}\t{c}\n" for i, c in zip(indices, column)))
     return score_examples(spec.name, examples, predicted), path
 
 
@@ -232,7 +232,7 @@ def _evaluate_squad(spec, examples, encoded, logits, cfg, stem):
     path = stem.with_suffix(".json")
     if spec.name != "squad2":
         predictions, _ = squad.postprocess(*args)
-        _write_text(path, json.dumps(predictions, indent=1, ensure_ascii=False))
+        write_text_atomic(path, json.dumps(predictions, indent=1, ensure_ascii=False))
         return score_examples(spec.name, examples, predictions), path
     # Best non-null answer everywhere + score diffs; the official find_best_thresh picks the threshold.
     answers, diffs = squad.postprocess(*args, version_2=True, null_score_diff_threshold=float("inf"))
@@ -243,8 +243,8 @@ def _evaluate_squad(spec, examples, encoded, logits, cfg, stem):
     result = score_examples(spec.name, examples, predictions)
     result.update({k: sweep[k] for k in ("best_f1", "best_exact") if k in sweep})
     result["null_score_diff_threshold"] = threshold if np.isfinite(threshold) else None  # None: never answer
-    _write_text(path, json.dumps(predictions, indent=1, ensure_ascii=False))
-    _write_text(stem.parent / "null_odds.json", json.dumps(finite, indent=1))
+    write_text_atomic(path, json.dumps(predictions, indent=1, ensure_ascii=False))
+    write_text_atomic(stem.parent / "null_odds.json", json.dumps(finite, indent=1))
     return result, path
 
 
@@ -270,13 +270,7 @@ def write_conll(path, examples, predicted):
     lines = []
     for ex, tags in zip(examples, predicted):
         lines += [f"{w} {g} {p}\n" for w, g, p in zip(ex.words, ex.tags, tags)] + ["\n"]
-    _write_text(path, "".join(lines))
+    write_text_atomic(path, "".join(lines))
 
 
-def _write_text(path, text):
-    """Atomic write: a temporary file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+

@@ -14,11 +14,10 @@ which we pass sorted by (count desc, word).
 import collections
 import csv
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from bertbench.errors import BertbenchError
+from bertbench.records import write_text_atomic
 
 RESERVED = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _BATCH = 4096  # texts per tensorflow-text call when counting words
@@ -68,16 +67,7 @@ def learn_vocabulary(texts, size, lowercase=True, reserved=RESERVED, min_count=2
 
 def write_vocab(vocab, out):
     """Write one token per line, atomically (temp file in the same folder, then rename)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write("".join(token + "\n" for token in vocab))
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(out, "".join(token + "\n" for token in vocab))
 
 
 def corpus_texts(paths, max_lines=None):

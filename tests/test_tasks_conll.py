@@ -43,7 +43,7 @@ def test_reads_documents_at_start_or_end(tmp_path):
     ("Paris NNP I-NP S-LOC\n", "line 2: tag 'S-LOC'"),
 ])
 def test_malformed_lines(tmp_path, line, message):
-    path = _write(tmp_path / "conll2003" / "eng.testa", "EU NNP I-NP I-ORG\n" + line)
+    _write(tmp_path / "conll2003" / "eng.testa", "EU NNP I-NP I-ORG\n" + line)
     with pytest.raises(BertbenchError, match=message):
         get_task("conll2003").load("dev", tmp_path)
 
