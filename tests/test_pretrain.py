@@ -55,13 +55,18 @@ def test_ltr_gets_causal_attention():
 
 @pytest.mark.slow
 def test_same_seed_same_loss_curve(tmp_path):
-    a = pretrain(TINY, small_cfg(), tmp_path / "a", verbose=False)
+    a = pretrain(TINY, small_cfg(), tmp_path / "a", verbose=False, export_at=(10,))
     b = pretrain(TINY, small_cfg(), tmp_path / "b", verbose=False)
     pretrain(TINY, small_cfg(seed=1), tmp_path / "c", verbose=False)
     assert history(tmp_path / "a") == history(tmp_path / "b")
     assert a["heldout"] == b["heldout"]
     assert history(tmp_path / "a") != history(tmp_path / "c")
     assert (tmp_path / "a" / "encoder" / "encoder.weights.h5").exists()
+    # An encoder exported mid-run (App. C.1's checkpoints) loads, and differs from the final one.
+    from bertbench.checkpoint import load_encoder
+    mid, final = load_encoder(tmp_path / "a" / "encoder_step10"), load_encoder(tmp_path / "a" / "encoder")
+    assert mid.model_cfg == final.model_cfg
+    assert any((x != y).any() for x, y in zip(mid.encoder.get_weights(), final.encoder.get_weights()))
     assert pretrain(TINY, small_cfg(), tmp_path / "a", verbose=False) == a  # finished: returns the summary
 
 
