@@ -215,8 +215,8 @@ def test_dry_run_lists_runs_and_cache_state(tmp_path):
     proc = cli(tmp_path, "--dry-run", "--only", "bert,no_nsp", "--column", "MRPC")
     lines = proc.stdout.splitlines()
     assert sum(" cached " in line for line in lines) == 2 and sum(" to run " in line for line in lines) == 2
-    assert lines[-1] == "to run: 1 pretraining (1,228,800 tokens), 1 fine-tuning"
-    assert "300 steps x batch 32 x seq 128 = 1,228,800 tokens" in proc.stdout
+    assert lines[-1] == "to run: 1 pretraining (1,351,680 tokens), 1 fine-tuning"
+    assert "600 steps x batch 32 x seq 64/128 = 1,351,680 tokens" in proc.stdout  # 540x32x64 + 60x32x128
 
 
 def _wait_for(condition, timeout=60):
