@@ -166,6 +166,10 @@ class FinetuneConfig:
     dropout: float = 0.1  # classifier and encoder dropout
     head: str = "default"  # "bilstm" adds a randomly initialised BiLSTM (Table 5 "+ BiLSTM")
     feature_layers: str = ""  # "" = fine-tune; else a frozen-encoder feature choice (Table 7)
+    # Feature-based runs train a randomly initialised BiLSTM on frozen features: the encoder's
+    # fine-tuning rates (2e-5..5e-5) are far too small for it, so it has its own rate and epochs.
+    feature_learning_rate: float = 1e-3
+    feature_epochs: float = 0.0  # 0 = `epochs`
     lowercase: bool = True  # False (cased) for NER, as in the paper
     document_context: bool = False  # NER: fill windows with neighbouring sentences of the document
     max_train_examples: int = 0  # 0 = all; small scales cap training sets
@@ -173,10 +177,22 @@ class FinetuneConfig:
     source: str = "files"  # "files" (standard layouts under the data dir) or "tfds" (prepared TFDS)
     seed: int = 0
 
+    @property
+    def effective_learning_rate(self):
+        """The rate actually used: the BiLSTM's own in feature-based runs."""
+        return self.feature_learning_rate if self.feature_layers else self.learning_rate
+
+    @property
+    def effective_epochs(self):
+        return self.feature_epochs if self.feature_layers and self.feature_epochs else self.epochs
+
     def __post_init__(self):
         _check_choice("finetune.source", self.source, ("files", "tfds"))
         _check_choice("finetune.head", self.head, ("default", "bilstm"))
         _check_choice("finetune.feature_layers", self.feature_layers, FEATURE_LAYERS)
+        if self.feature_learning_rate <= 0 or self.feature_epochs < 0:
+            raise ConfigError("finetune.feature_learning_rate must be positive and finetune.feature_epochs "
+                              f"non-negative, got {self.feature_learning_rate} and {self.feature_epochs}")
         for name in ("learning_rate", "batch_size", "epochs", "max_seq_length", "doc_stride",
                      "max_query_length", "max_answer_length", "n_best_size"):
             if getattr(self, name) <= 0:

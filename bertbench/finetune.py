@@ -5,7 +5,8 @@
 Protocol (the paper's, google-research/bert's): AdamW, linear warmup over `warmup_fraction` of the
 steps then linear decay to 0, weight decay 0.01 (not on LayerNorm/bias), global-norm clipping 1.0,
 dropout `cfg.dropout` in the encoder and the head. Steps = ceil(epochs * n_train / batch_size)
-(fractional epochs allowed). The dev set is predicted whole and scored once with the official
+(fractional epochs allowed). Feature-based runs (frozen encoder + from-scratch BiLSTM) use
+`feature_learning_rate` / `feature_epochs` instead (FinetuneConfig.effective_*). The dev set is predicted whole and scored once with the official
 metrics (bertbench.score / bertbench.metrics), never as batch averages; predictions are written in
 the task's official format and read back by `bertbench score`.
 
@@ -142,7 +143,7 @@ def build_model(spec, init, cfg, num_steps, strategy):
                                  feature_layers=cfg.feature_layers, dropout=cfg.dropout,
                                  num_choices=len(spec.labels) if choice else 4)
         warmup = int(round(cfg.warmup_fraction * num_steps))
-        optimizer = create_optimizer(cfg.learning_rate, num_steps, warmup, cfg.weight_decay)
+        optimizer = create_optimizer(cfg.effective_learning_rate, num_steps, warmup, cfg.weight_decay)
         model.compile(optimizer=optimizer, loss=task_loss(spec.kind), jit_compile=False)
     return model
 
@@ -192,7 +193,7 @@ def finetune(finetune_cfg, init, out_dir, data_dir=None, strategy="default", mod
     evals = {split: load_split(spec, split, data_dir, cfg.max_eval_examples, source)
              for split in spec.eval_splits}
     train = _encode(spec, train_examples, setup.tokenizer, cfg)
-    num_steps = max(1, math.ceil(cfg.epochs * len(train) / cfg.batch_size))
+    num_steps = max(1, math.ceil(cfg.effective_epochs * len(train) / cfg.batch_size))
     strategy = _strategy(strategy)
     model = build_model(spec, setup, cfg, num_steps, strategy)
     start = time.time()

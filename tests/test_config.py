@@ -59,3 +59,14 @@ def test_round_trip_through_dict_and_toml(tmp_path):
         load_toml(path)
     with pytest.raises(ConfigError, match="not found"):
         load_toml(tmp_path / "missing.toml")
+
+
+def test_feature_based_runs_use_their_own_rate_and_epochs():
+    cfg = FinetuneConfig(task="conll2003", learning_rate=2e-5, epochs=3.0)
+    assert (cfg.effective_learning_rate, cfg.effective_epochs) == (2e-5, 3.0)
+    frozen = FinetuneConfig(task="conll2003", learning_rate=2e-5, epochs=3.0, feature_layers="last",
+                            feature_learning_rate=5e-3, feature_epochs=6.0)
+    assert (frozen.effective_learning_rate, frozen.effective_epochs) == (5e-3, 6.0)
+    assert FinetuneConfig(feature_layers="last", epochs=2.0).effective_epochs == 2.0  # 0 = epochs
+    with pytest.raises(ConfigError, match="feature_learning_rate must be positive"):
+        FinetuneConfig(feature_learning_rate=0.0)
