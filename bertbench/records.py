@@ -83,7 +83,10 @@ def load_records(results, experiment, scale):
 
 @functools.lru_cache(maxsize=None)
 def git_info(repo=None):
-    """{"commit": sha or None, "dirty": bool or None} of the checkout holding bertbench."""
+    """{"commit": sha or None, "dirty": bool or None} of the checkout holding bertbench.
+
+    `dirty` is about the code that ran: changes under results/ (which runs themselves write) are
+    not counted."""
     repo = repo or str(Path(__file__).resolve().parents[1])
 
     def git(*args):
@@ -92,7 +95,7 @@ def git_info(repo=None):
 
     try:
         commit = git("rev-parse", "HEAD")
-        status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+        status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results") if commit else None
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": None if status is None else bool(status)}
