@@ -260,12 +260,17 @@ def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokeniz
                              cfg.lowercase, extra={"objective": cfg.objective, "steps": step})
     train_time = time.perf_counter() - started
     final = trainer.evaluate(heldout)
-    tokens = (cfg.num_steps - resumed_from) * cfg.batch_size * cfg.max_seq_length
+    tokens = _tokens(plan, cfg.batch_size, resumed_from)  # trained in this process (resumes skip steps)
     return {"status": "ok", "steps": step, "resumed_from_step": resumed_from, "train_wall_time_s": train_time,
-            "tokens_seen": sum((e - f) * cfg.batch_size * s for s, f, e in plan),
+            "tokens_seen": _tokens(plan, cfg.batch_size, 0),
             "tokens_per_s": tokens / max(train_time, 1e-9),
             "initial_heldout": json.loads(initial_path.read_text()), "heldout": final,
             "unigram_baseline": corpus.unigram_baseline(), "corpus": corpus.stats()}
+
+
+def _tokens(plan, batch_size, from_step):
+    """Token positions processed from `from_step` to the end, each phase at its own length."""
+    return sum(max(0, end - max(first, from_step)) * batch_size * seq for seq, first, end in plan)
 
 
 def _seed_states(model):

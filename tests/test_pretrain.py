@@ -47,6 +47,15 @@ def test_phases_and_flops():
     assert estimate_flops(base, cfg) < 1.5 * 6 * non_embedding * 128
 
 
+def test_token_counts_follow_the_phases():
+    from bertbench.pretrain import _tokens
+
+    plan = phases(PretrainConfig(num_steps=100, warmup_steps=10, max_seq_length=64, phase2_max_seq_length=128,
+                                 phase2_fraction=0.1))
+    assert _tokens(plan, 2, 0) == 90 * 2 * 64 + 10 * 2 * 128
+    assert _tokens(plan, 2, 95) == 5 * 2 * 128  # resumed inside phase 2
+
+
 def test_ltr_gets_causal_attention():
     resolved = resolve_model_config(TINY, PretrainConfig(objective="ltr"), 100)
     assert resolved.attention == "causal" and resolved.vocabulary_size == 100

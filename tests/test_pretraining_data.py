@@ -276,8 +276,7 @@ def test_pretrain_data_command(real, tmp_path):
 def test_bundled_sample_corpus(real):
     from bertbench.resources import SAMPLE_DIR
 
-    if not (SAMPLE_DIR / "corpus").is_dir():
-        pytest.skip("bundled sample corpus not added yet")
+    assert (SAMPLE_DIR / "corpus").is_dir(), "the bundled sample corpus ships with the package"
     from bertbench.corpus import read_documents
 
     tokenizer, _ = real
