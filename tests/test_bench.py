@@ -8,7 +8,7 @@ import math
 import pytest
 
 from bertbench import cli
-from bertbench.bench import PretrainBench, matmul_shapes, peer_encoder, time_matmul
+from bertbench.bench.pretrain import PretrainBench, matmul_shapes, peer_encoder, time_matmul
 from bertbench.config import model_preset
 from bertbench.errors import BertbenchError
 
@@ -82,7 +82,7 @@ def test_matmul_shapes_follow_the_model():
 
 
 def test_peer_has_the_same_size_as_ours():
-    from bertbench.encoder import build_encoder
+    from bertbench.model.encoder import build_encoder
 
     cfg = model_preset("tiny", vocabulary_size=50, num_layers=1, hidden_dim=16, num_heads=2, intermediate_dim=24,
                        max_sequence_length=32, num_segments=3)

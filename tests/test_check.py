@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from bertbench.check import SUITE, compare, run_check
+from bertbench.results.check import SUITE, compare, run_check
 from bertbench.errors import BertbenchError
-from bertbench.runner import load_backend
+from bertbench.results.runner import load_backend
 
 FAKE = f"{Path(__file__).resolve().parent / 'test_runner.py'}:FakeBackend"
 

@@ -7,10 +7,10 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from bertbench.checkpoint import (CONFIG_FILE, from_keras_hub, load_encoder, save_encoder,  # noqa: E402
+from bertbench.model.checkpoint import (CONFIG_FILE, from_keras_hub, load_encoder, save_encoder,  # noqa: E402
                                   to_keras_hub)
 from bertbench.config import ModelConfig  # noqa: E402
-from bertbench.encoder import BertEncoder, build_encoder  # noqa: E402
+from bertbench.model.encoder import BertEncoder, build_encoder  # noqa: E402
 from bertbench.errors import BertbenchError  # noqa: E402
 
 ORACLE = Path(__file__).parent / "data" / "oracle"

@@ -2,7 +2,7 @@ import gzip
 
 import pytest
 
-from bertbench.corpus import CorpusStats, corpus_files, read_documents, split_heldout, split_sentences
+from bertbench.text.corpus import CorpusStats, corpus_files, read_documents, split_heldout, split_sentences
 from bertbench.errors import BertbenchError
 
 PLAIN = """Mr. Smith went to Washington. He arrived at 3 p.m. on Monday.

@@ -6,7 +6,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from bertbench.config import ModelConfig  # noqa: E402
-from bertbench.encoder import BertEncoder, build_encoder  # noqa: E402
+from bertbench.model.encoder import BertEncoder, build_encoder  # noqa: E402
 
 TINY = dict(vocabulary_size=50, num_layers=2, hidden_dim=16, num_heads=2, intermediate_dim=32,
             max_sequence_length=24, num_segments=2, dropout=0.1)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from bertbench.errors import BertbenchError, ConfigError
-from bertbench.experiments import (EXPERIMENTS_DIR, content_id, expand, experiment_names, load_experiment,
+from bertbench.experiments.plan import (EXPERIMENTS_DIR, content_id, expand, experiment_names, load_experiment,
                                    load_scales)
-from bertbench.runner import describe
+from bertbench.results.runner import describe
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = ("ablation_nsp", "ablation_model_size", "ablation_masking", "ner_feature_based", "ablation_steps",

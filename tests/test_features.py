@@ -7,9 +7,9 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from bertbench import cli  # noqa: E402
-from bertbench.checkpoint import save_encoder  # noqa: E402
+from bertbench.model.checkpoint import save_encoder  # noqa: E402
 from bertbench.config import ModelConfig  # noqa: E402
-from bertbench.encoder import build_encoder  # noqa: E402
+from bertbench.model.encoder import build_encoder  # noqa: E402
 
 ORACLE = Path(__file__).parent / "data" / "oracle"
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "cat", "dog", "sat", "on", "mat",

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bertbench import finetune as ft
+from bertbench.finetuning import loop as ft
 from bertbench.config import FinetuneConfig, ModelConfig
-from bertbench.encoder import BertEncoder
+from bertbench.model.encoder import BertEncoder
 from bertbench.errors import BertbenchError
 from bertbench.resources import SAMPLE_DIR
-from bertbench.task_inputs import encode_tagging, tagging_row, tags_from_logits
+from bertbench.finetuning.inputs import encode_tagging, tagging_row, tags_from_logits
 from bertbench.tasks import TaggingExample, get_task
 
 TINY = ModelConfig(num_layers=1, hidden_dim=16, num_heads=2, max_sequence_length=128)  # vocab: the tokenizer's
@@ -159,8 +159,8 @@ def test_encode_tagging_and_predictions_map_back_to_words():
 
 
 def test_squad2_threshold_is_chosen_for_best_f1_on_score_diffs():
-    from bertbench.metrics import squad_v2
-    from bertbench.task_inputs import diff_threshold, rank_probabilities
+    from bertbench.evaluation.metrics import squad_v2
+    from bertbench.finetuning.inputs import diff_threshold, rank_probabilities
 
     diffs = {"a": -2.0, "b": 0.5, "c": 0.5, "d": 3.0}  # null score - best non-null score
     probs = rank_probabilities(diffs)
@@ -182,8 +182,8 @@ def test_squad2_threshold_is_chosen_for_best_f1_on_score_diffs():
 def save_tiny_checkpoint(out, vocab_path, seed=3):
     import keras
 
-    from bertbench.checkpoint import save_encoder
-    from bertbench.encoder import build_encoder
+    from bertbench.model.checkpoint import save_encoder
+    from bertbench.model.encoder import build_encoder
 
     n = sum(1 for _ in open(vocab_path, encoding="utf-8"))
     cfg = ModelConfig(vocabulary_size=n, num_layers=1, hidden_dim=16, num_heads=2, max_sequence_length=64)
@@ -194,7 +194,7 @@ def save_tiny_checkpoint(out, vocab_path, seed=3):
 
 
 def test_init_loads_every_encoder_weight(tmp_path):
-    from bertbench.distribute import get_strategy
+    from bertbench.model.strategy import get_strategy
 
     vocab = make_vocab(tmp_path / "vocab.txt", ["a small test of words"])
     saved = save_tiny_checkpoint(tmp_path / "ckpt", vocab)
@@ -238,7 +238,7 @@ def run_tiny(tmp_path, task, seed=0, out="out", **cfg_fields):
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["cola", "stsb", "mrpc", "squad1", "squad2", "conll2003", "swag"])
 def test_end_to_end_writes_official_predictions(tmp_path, task):
-    from bertbench.score import score_files
+    from bertbench.evaluation.score import score_files
 
     extra = {"max_seq_length": 128, "doc_stride": 64} if task.startswith("squad") else {}
     record, root = run_tiny(tmp_path, task, **extra)

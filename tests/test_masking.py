@@ -15,8 +15,8 @@ from scipy import stats
 
 from bertbench.config import PretrainConfig
 from bertbench.errors import BertbenchError
-from bertbench.instances import create_instances, tokenize_documents
-from bertbench.masking import mask_tokens, spec_from_tokenizer, tf_mask_tokens
+from bertbench.pretraining.instances import create_instances, tokenize_documents
+from bertbench.pretraining.masking import mask_tokens, spec_from_tokenizer, tf_mask_tokens
 
 P_MIN = 1e-4
 WIKI_00 = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpus" / "enwiki_wikiextractor_2015" / "AA" / "wiki_00.gz"
@@ -25,7 +25,7 @@ WIKI_00 = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpus" / "
 @functools.lru_cache(maxsize=1)  # one instance for both test modules: its first call builds the graph
 def real_tokenizer():
     """The bundled sample vocabulary, else the MiniLM oracle's bert-base-uncased vocabulary."""
-    from bertbench.tokenizer import WordPieceTokenizer, load_tokenizer
+    from bertbench.text.tokenizer import WordPieceTokenizer, load_tokenizer
 
     try:
         return load_tokenizer("sample")
@@ -40,7 +40,7 @@ def real_tokenizer():
 def real_documents(max_documents):
     """The first documents of the bundled sample corpus (real WikiExtractor shards), else of the
     shared wiki_00.gz."""
-    from bertbench.corpus import read_documents
+    from bertbench.text.corpus import read_documents
     from bertbench.resources import SAMPLE_DIR
 
     source = SAMPLE_DIR / "corpus" if (SAMPLE_DIR / "corpus").is_dir() else WIKI_00

@@ -11,7 +11,7 @@ import warnings
 
 import pytest
 
-from bertbench import metrics
+from bertbench.evaluation import metrics
 from bertbench.errors import BertbenchError
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from bertbench import cli
 from bertbench.config import ModelConfig, model_preset
-from bertbench.models import count_parameters, preset_rows
+from bertbench.model.presets import count_parameters, preset_rows
 
 
 def test_hand_counted_tiny_model():
@@ -30,7 +30,7 @@ def test_paper_sizes():
     dict(vocabulary_size=64, num_layers=2, hidden_dim=16, num_heads=4, attention="causal"),
 ])
 def test_count_equals_built_model(fields):
-    from bertbench.encoder import build_encoder
+    from bertbench.model.encoder import build_encoder
 
     cfg = ModelConfig(**fields)
     assert build_encoder(cfg).count_params() == count_parameters(cfg)
@@ -38,7 +38,7 @@ def test_count_equals_built_model(fields):
 
 @pytest.mark.slow  # builds a 110M-parameter model
 def test_built_base_model_has_paper_count():
-    from bertbench.encoder import build_encoder
+    from bertbench.model.encoder import build_encoder
 
     cfg = model_preset("base")
     assert build_encoder(cfg).count_params() == count_parameters(cfg) == 109_482_240

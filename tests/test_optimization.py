@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from bertbench.optimization import WarmupLinearDecay, create_optimizer
+from bertbench.model.optimization import WarmupLinearDecay, create_optimizer
 
 
 def test_warmup_then_linear_decay_hand_computed():

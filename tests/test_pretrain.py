@@ -13,7 +13,7 @@ import pytest
 
 from bertbench.config import PretrainConfig, model_preset
 from bertbench.errors import BertbenchError
-from bertbench.pretrain import estimate_flops, phases, pretrain, resolve_model_config
+from bertbench.pretraining.loop import estimate_flops, phases, pretrain, resolve_model_config
 
 TINY = model_preset("tiny", num_layers=1, hidden_dim=32, num_heads=2)
 
@@ -48,7 +48,7 @@ def test_phases_and_flops():
 
 
 def test_token_counts_follow_the_phases():
-    from bertbench.pretrain import _tokens
+    from bertbench.pretraining.loop import _tokens
 
     plan = phases(PretrainConfig(num_steps=100, warmup_steps=10, max_seq_length=64, phase2_max_seq_length=128,
                                  phase2_fraction=0.1))
@@ -72,7 +72,7 @@ def test_same_seed_same_loss_curve(tmp_path):
     assert history(tmp_path / "a") != history(tmp_path / "c")
     assert (tmp_path / "a" / "encoder" / "encoder.weights.h5").exists()
     # An encoder exported mid-run (App. C.1's checkpoints) loads, and differs from the final one.
-    from bertbench.checkpoint import load_encoder
+    from bertbench.model.checkpoint import load_encoder
     mid, final = load_encoder(tmp_path / "a" / "encoder_step10"), load_encoder(tmp_path / "a" / "encoder")
     assert mid.model_cfg == final.model_cfg
     assert any((x != y).any() for x, y in zip(mid.encoder.get_weights(), final.encoder.get_weights()))
@@ -110,7 +110,7 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
 RUN_SCRIPT = textwrap.dedent("""
     import sys
     from bertbench.config import PretrainConfig, model_preset
-    from bertbench.pretrain import pretrain
+    from bertbench.pretraining.loop import pretrain
     cfg = PretrainConfig(num_steps=60, warmup_steps=6, batch_size=8, max_seq_length=32, log_every=5,
                          checkpoint_every=10, heldout_fraction=0.05, learning_rate=1e-3)
     pretrain(model_preset("tiny", num_layers=1, hidden_dim=32, num_heads=2), cfg, sys.argv[1], verbose=False)
@@ -142,10 +142,10 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_would(tmp_path):
 
 MIRRORED_SCRIPT = textwrap.dedent("""
     import json, sys
-    from bertbench.distribute import split_cpu
+    from bertbench.model.strategy import split_cpu
     split_cpu(2)
     from bertbench.config import PretrainConfig, model_preset
-    from bertbench.pretrain import pretrain
+    from bertbench.pretraining.loop import pretrain
     model = model_preset("tiny", num_layers=1, hidden_dim=32, num_heads=2, dropout=0.0)
     cfg = PretrainConfig(num_steps=20, warmup_steps=2, batch_size=8, max_seq_length=32, log_every=5,
                          checkpoint_every=20, heldout_fraction=0.05, learning_rate=1e-3)

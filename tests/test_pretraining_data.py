@@ -11,7 +11,7 @@ from scipy import stats
 from test_masking import P_MIN, real_documents, real_tokenizer
 
 from bertbench.config import PretrainConfig
-from bertbench.instances import create_instances, tokenize_documents, truncate_seq_pair
+from bertbench.pretraining.instances import create_instances, tokenize_documents, truncate_seq_pair
 
 SEQ = 128
 
@@ -138,8 +138,8 @@ GOOGLE_FEATURES = {  # google-research/bert run_pretraining.py input_fn_builder,
 def test_tfrecords_round_trip_with_parse_single_example(real, tmp_path):
     import tensorflow as tf
 
-    from bertbench.masking import spec_from_tokenizer
-    from bertbench.pretraining_data import mask_instances, write_tfrecords
+    from bertbench.pretraining.masking import spec_from_tokenizer
+    from bertbench.pretraining.tfrecords import mask_instances, write_tfrecords
 
     tokenizer, docs = real
     inst = _instances(tokenizer, docs[:2])
@@ -167,7 +167,7 @@ def _restore(features, labels):
 
 @pytest.mark.parametrize("objective", ["mlm+nsp", "mlm", "ltr"])
 def test_dataset_contract(real, objective):
-    from bertbench.pretraining_data import pretraining_dataset
+    from bertbench.pretraining.tfrecords import pretraining_dataset
 
     tokenizer, docs = real
     cfg = PretrainConfig(objective=objective, batch_size=16, seed=3)
@@ -193,7 +193,7 @@ def test_dataset_contract(real, objective):
 
 
 def test_dynamic_masks_change_every_epoch_deterministically(real):
-    from bertbench.pretraining_data import pretraining_dataset
+    from bertbench.pretraining.tfrecords import pretraining_dataset
 
     tokenizer, docs = real
     cfg = PretrainConfig(objective="mlm", batch_size=8, seed=5)
@@ -216,7 +216,7 @@ def test_dynamic_masks_change_every_epoch_deterministically(real):
 
 
 def test_heldout_pass_covers_every_instance_once_with_fixed_masks(real):
-    from bertbench.pretraining_data import pretraining_dataset
+    from bertbench.pretraining.tfrecords import pretraining_dataset
 
     tokenizer, docs = real
     inst = _instances(tokenizer, docs[:2], seed=1)
@@ -234,8 +234,8 @@ def test_heldout_pass_covers_every_instance_once_with_fixed_masks(real):
 
 
 def test_static_masking_from_tfrecords_and_dynamic_remasking(real, tmp_path):
-    from bertbench.masking import spec_from_tokenizer
-    from bertbench.pretraining_data import mask_instances, pretraining_dataset, write_tfrecords
+    from bertbench.pretraining.masking import spec_from_tokenizer
+    from bertbench.pretraining.tfrecords import mask_instances, pretraining_dataset, write_tfrecords
 
     tokenizer, docs = real
     inst = _instances(tokenizer, docs[:2])
@@ -254,7 +254,7 @@ def test_pretrain_data_command(real, tmp_path):
     import tensorflow as tf
 
     from bertbench.cli import main
-    from bertbench.pretraining_data import feature_spec
+    from bertbench.pretraining.tfrecords import feature_spec
 
     tokenizer, _ = real
     corpus = tmp_path / "corpus.txt"
@@ -277,7 +277,7 @@ def test_bundled_sample_corpus(real):
     from bertbench.resources import SAMPLE_DIR
 
     assert (SAMPLE_DIR / "corpus").is_dir(), "the bundled sample corpus ships with the package"
-    from bertbench.corpus import read_documents
+    from bertbench.text.corpus import read_documents
 
     tokenizer, _ = real
     reader = read_documents("sample")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from bertbench import records
+from bertbench.results import records
 from bertbench.errors import BertbenchError
 
 

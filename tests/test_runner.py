@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from bertbench import records
+from bertbench.results import records
 from bertbench.errors import BertbenchError
-from bertbench.runner import make_plan, parse_shard, run_experiment, shard_plan
+from bertbench.results.runner import make_plan, parse_shard, run_experiment, shard_plan
 
 REPO = Path(__file__).resolve().parents[1]
 THIS = Path(__file__).resolve()

@@ -7,8 +7,8 @@ import pytest
 
 from bertbench.config import to_dict
 from bertbench.errors import BertbenchError
-from bertbench.experiments import Column, expand, load_experiment
-from bertbench.tables import build_table, current_records, load_paper_numbers, to_csv, to_latex, to_markdown
+from bertbench.experiments.plan import Column, expand, load_experiment
+from bertbench.results.tables import build_table, current_records, load_paper_numbers, to_csv, to_latex, to_markdown
 
 PPL = Column("LM (ppl)", source="pretrain", metric="heldout.lm_perplexity", higher_is_better=False, decimals=2)
 

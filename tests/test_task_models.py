@@ -6,9 +6,9 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from bertbench.config import ModelConfig  # noqa: E402
-from bertbench.encoder import build_encoder  # noqa: E402
+from bertbench.model.encoder import build_encoder  # noqa: E402
 from bertbench.errors import BertbenchError, ConfigError  # noqa: E402
-from bertbench import task_models as tm  # noqa: E402
+from bertbench.model import heads as tm  # noqa: E402
 
 H = 8
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from bertbench import metrics
+from bertbench.evaluation import metrics
 from bertbench.errors import BertbenchError
 from bertbench.tasks import get_task, squad
 from bertbench.tasks.base import SquadExample
@@ -21,7 +21,7 @@ def _minilm_vocab():
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from bertbench.tokenizer import WordPieceTokenizer, load_tokenizer
+    from bertbench.text.tokenizer import WordPieceTokenizer, load_tokenizer
 
     try:
         return load_tokenizer("sample", lowercase=True)
@@ -201,7 +201,7 @@ def test_offsets_recover_real_gold_answers_exactly():
     (the official answer_start values) 1,189 of 1,190 come back; the one left is the truncated
     gold answer '7,000,000 square kilometres (2,70'.
     """
-    from bertbench.tokenizer import WordPieceTokenizer
+    from bertbench.text.tokenizer import WordPieceTokenizer
 
     from conftest import SHARED_DATA
 

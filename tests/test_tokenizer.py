@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from reference_tokenization import BasicTokenizer, FullTokenizer  # noqa: E402
 
 from bertbench.errors import BertbenchError  # noqa: E402
-from bertbench.tokenizer import WordPieceTokenizer, load_tokenizer  # noqa: E402
+from bertbench.text.tokenizer import WordPieceTokenizer, load_tokenizer  # noqa: E402
 
 TEST_DATA = Path(__file__).parent / "data"
 SAMPLE_CORPUS = Path(__file__).resolve().parents[1] / "bertbench/data/sample/corpus/enwiki"

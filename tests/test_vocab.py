@@ -14,8 +14,8 @@ from reference_tokenization import BasicTokenizer, FullTokenizer  # noqa: E402
 
 from bertbench.cli import main  # noqa: E402
 from bertbench.errors import BertbenchError  # noqa: E402
-from bertbench.tokenizer import WordPieceTokenizer  # noqa: E402
-from bertbench.vocab import RESERVED, learn_vocabulary, task_texts, write_vocab  # noqa: E402
+from bertbench.text.tokenizer import WordPieceTokenizer  # noqa: E402
+from bertbench.text.vocab import RESERVED, learn_vocabulary, task_texts, write_vocab  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "bertbench/data/sample"
 
@@ -67,7 +67,7 @@ def test_learning_is_deterministic_across_hash_seeds(learned, lines, tmp_path):
     """Same text -> same file, also in a process with another str-hash seed (set order)."""
     corpus = tmp_path / "lines.txt"
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    code = ("import sys; from bertbench.vocab import learn_vocabulary; "
+    code = ("import sys; from bertbench.text.vocab import learn_vocabulary; "
             "lines = open(sys.argv[1], encoding='utf-8').read().splitlines(); "
             "print('\\n'.join(learn_vocabulary(lines, 1000)))")
     # pytest runs with a random hash seed, so a fixed one differs from it (but with odds 2**-32)

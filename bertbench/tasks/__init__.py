@@ -9,7 +9,7 @@ Data comes from the standard layouts under `bertbench.resources.resolve_data_dir
 copy with `source="tfds"` (then `data_dir` is TFDS's data dir; nothing is ever downloaded).
 
 MNLI is one task with two evaluation splits, `eval_splits = ("dev_matched", "dev_mismatched")`;
-a run scores both and reports them as MNLI-m and MNLI-mm (`bertbench.metrics.glue_average` takes
+a run scores both and reports them as MNLI-m and MNLI-mm (`bertbench.evaluation.metrics.glue_average` takes
 them as "mnli_m" and "mnli_mm"). Proxies for data that is not available here are separate names,
 so a record says what was really run: `squad1_devsplit` (article-level 80/20 split of SQuAD v1.1
 dev) and `qnli_devsplit` (question-level 80/20 split of QNLI dev). MNLI's proxy is simply `rte`.

@@ -71,7 +71,7 @@ class TaskSpec:
     name: str
     kind: str
     labels: tuple  # label strings (classification, tagging); () for regression/span/choice
-    metrics: tuple  # metric names reported by bertbench.metrics.task_metrics
+    metrics: tuple  # metric names reported by bertbench.evaluation.metrics.task_metrics
     main_metric: str
     higher_is_better: bool
     lowercase: bool  # default casing of the model for this task (False for NER, as in the paper)

@@ -132,7 +132,7 @@ def load(name, split, data_dir=None, source="files"):
 
 
 def gold_answers(examples):
-    """{qid: [answer texts]} for bertbench.metrics (empty list for impossible questions)."""
+    """{qid: [answer texts]} for bertbench.evaluation.metrics (empty list for impossible questions)."""
     return {ex.qid: [text for text, _ in ex.answers] for ex in examples}
 
 

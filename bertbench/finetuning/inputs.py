@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from bertbench.errors import BertbenchError
-from bertbench.records import write_text_atomic
-from bertbench.task_models import IGNORE_LABEL
+from bertbench.results.records import write_text_atomic
+from bertbench.model.heads import IGNORE_LABEL
 
 
 @dataclasses.dataclass
@@ -197,7 +197,7 @@ def evaluate_split(spec, examples, indices, encoded, logits, cfg, stem):
     `indices` are the examples' positions in the split's file (the GLUE/SWAG `index` column).
     Returns (metrics, path of the main prediction file).
     """
-    from bertbench.score import score_examples
+    from bertbench.evaluation.score import score_examples
 
     logits = np.asarray(logits)
     stem = Path(stem)
@@ -224,7 +224,7 @@ def evaluate_split(spec, examples, indices, encoded, logits, cfg, stem):
 
 def _evaluate_squad(spec, examples, encoded, logits, cfg, stem):
     """v1.1: n-best answers. v2.0: threshold on score_diff chosen on dev for the best F1."""
-    from bertbench.score import score_examples
+    from bertbench.evaluation.score import score_examples
     from bertbench.tasks import squad
 
     windows = encoded.meta["windows"]

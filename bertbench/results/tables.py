@@ -4,7 +4,7 @@
 (in file order, the no-pretraining baseline last), columns its table columns, each with our
 mean, std and n over seeds (the best grid point on dev per seed, as the paper selected its
 fine-tuning hyperparameters), the paper's published number, and the delta of our mean from the
-reference (BERT) row. Metrics are percentages as bertbench.metrics reports them (a column marked
+reference (BERT) row. Metrics are percentages as bertbench.evaluation.metrics reports them (a column marked
 `times100` holds fractions and is scaled).
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bertbench.errors import BertbenchError
 
-PAPER_NUMBERS = Path(__file__).resolve().parents[1] / "results" / "paper_numbers.csv"
+PAPER_NUMBERS = Path(__file__).resolve().parents[2] / "results" / "paper_numbers.csv"
 FIELDS = ("mean", "std", "n", "paper", "delta")
 
 
@@ -70,7 +70,7 @@ def build_table(records, experiment, paper=()):
     import pandas as pd
 
     ok = [r for r in records if r.get("status") == "ok" and r.get("experiment") == experiment.name]
-    from bertbench.experiments import BASELINE
+    from bertbench.experiments.plan import BASELINE
 
     variants = list(experiment.variants)
     seen = {v for r in ok for v in [r.get("variant"), *r.get("variants", ())] if v}
@@ -228,8 +228,8 @@ def _without_seed(cfg):
 
 def write_tables(experiment, scale, results="results", fmt="md", paper_path=PAPER_NUMBERS):
     """Rebuild table.{md,csv,tex} (and the sweep plot) from the records; returns the `fmt` text."""
-    from bertbench import records as rec
-    from bertbench.experiments import expand
+    from bertbench.results import records as rec
+    from bertbench.experiments.plan import expand
 
     plan = expand(experiment, scale, baseline=True)
     records = current_records(rec.load_records(results, experiment.name, scale), plan)
@@ -240,7 +240,7 @@ def write_tables(experiment, scale, results="results", fmt="md", paper_path=PAPE
     for name, text in texts.items():
         (folder / f"table.{SUFFIX[name]}").write_text(text, encoding="utf-8")
     if experiment.plot:
-        from bertbench.plots import plot_sweep
+        from bertbench.results.plots import plot_sweep
 
         plot_sweep(records, experiment, folder / "steps.png")
     return f"{experiment.title} ({experiment.paper_table or 'beyond the paper'}), scale {scale}\n\n" + texts[fmt]
@@ -255,7 +255,7 @@ def add_arguments(parser):
 
 
 def main(args):
-    from bertbench.experiments import load_experiment, load_scales
+    from bertbench.experiments.plan import load_experiment, load_scales
 
     experiment = load_experiment(args.experiment, args.experiments)
     if args.scale not in load_scales(experiment.path.parent):

@@ -15,7 +15,7 @@ Prints one JSON object of metrics (percentages). Ids or counts that do not match
 import json
 from pathlib import Path
 
-from bertbench import metrics
+from bertbench.evaluation import metrics
 from bertbench.errors import BertbenchError
 from bertbench.tasks import conll, get_task, glue, squad, swag
 from bertbench.tasks.base import data_error, read_tsv, require_file

@@ -6,7 +6,7 @@ from pathlib import Path
 def sweep_points(records, experiment):
     """{column: {base variant: [(sweep value, mean, std, n)]}} from ok fine-tuning records, in the
     tables' display units, best grid point per seed."""
-    from bertbench.tables import _row_values, _stats
+    from bertbench.results.tables import _row_values, _stats
 
     ok = [r for r in records if r.get("status") == "ok" and r.get("kind") == "finetune"
           and r.get("experiment") == experiment.name and r.get("base_variant")]

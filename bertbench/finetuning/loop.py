@@ -7,7 +7,7 @@ steps then linear decay to 0, weight decay 0.01 (not on LayerNorm/bias), global-
 dropout `cfg.dropout` in the encoder and the head. Steps = ceil(epochs * n_train / batch_size)
 (fractional epochs allowed). Feature-based runs (frozen encoder + from-scratch BiLSTM) use
 `feature_learning_rate` / `feature_epochs` instead (FinetuneConfig.effective_*). The dev set is predicted whole and scored once with the official
-metrics (bertbench.score / bertbench.metrics), never as batch averages; predictions are written in
+metrics (bertbench.evaluation.score / bertbench.evaluation.metrics), never as batch averages; predictions are written in
 the task's official format and read back by `bertbench score`.
 
 - init: a bertbench encoder checkpoint dir or a Hugging Face BERT dir (only the encoder is loaded,
@@ -48,7 +48,7 @@ class Init:
 
 def _checked_weights(loaded, path):
     """The loaded encoder's weights, after checking the checkpoint held exactly those weights."""
-    from bertbench import checkpoint
+    from bertbench.model import checkpoint
 
     weights = loaded.encoder.get_weights()
     if loaded.source == "bertbench":
@@ -68,10 +68,10 @@ def _checked_weights(loaded, path):
 
 def prepare_init(init, model_cfg=None, vocab="sample", lowercase=True):
     """Init from a checkpoint path, or random init of `model_cfg` with tokenizer `vocab`."""
-    from bertbench.tokenizer import WordPieceTokenizer, load_tokenizer
+    from bertbench.text.tokenizer import WordPieceTokenizer, load_tokenizer
 
     if init is not None:
-        from bertbench.checkpoint import load_encoder
+        from bertbench.model.checkpoint import load_encoder
 
         loaded = load_encoder(init)
         weights = _checked_weights(loaded, init)
@@ -119,7 +119,7 @@ def load_split(spec, split, data_dir, cap, source="files"):
 
 
 def _encode(spec, examples, tokenizer, cfg):
-    from bertbench.task_inputs import encode
+    from bertbench.finetuning.inputs import encode
 
     return encode(spec, examples, tokenizer, cfg)
 
@@ -127,9 +127,9 @@ def _encode(spec, examples, tokenizer, cfg):
 # ---- training -----------------------------------------------------------------------------------
 def build_model(spec, init, cfg, num_steps, strategy):
     """Encoder (+ loaded weights) + head + optimizer, created in `strategy.scope()` (the one place)."""
-    from bertbench.encoder import build_encoder
-    from bertbench.optimization import create_optimizer
-    from bertbench.task_models import build_task_model, task_loss
+    from bertbench.model.encoder import build_encoder
+    from bertbench.model.optimization import create_optimizer
+    from bertbench.model.heads import build_task_model, task_loss
 
     with strategy.scope():
         encoder = build_encoder(dataclasses.replace(init.model_cfg, dropout=cfg.dropout))
@@ -155,7 +155,7 @@ def _strategy(strategy):
     """A Strategy object; one per name per process (a second MirroredStrategy in the same process
     would reuse collective instance keys and fail in its first all-reduce)."""
     if isinstance(strategy, str):
-        from bertbench.distribute import get_strategy
+        from bertbench.model.strategy import get_strategy
 
         if strategy not in _STRATEGIES:
             _STRATEGIES[strategy] = get_strategy(strategy)
@@ -177,8 +177,8 @@ def finetune(finetune_cfg, init, out_dir, data_dir=None, strategy="default", mod
     """Fine-tune on finetune_cfg.task, score on dev, write predictions + record.json -> record."""
     import keras
 
-    from bertbench.records import write_json_atomic
-    from bertbench.task_inputs import evaluate_split, make_dataset
+    from bertbench.results.records import write_json_atomic
+    from bertbench.finetuning.inputs import evaluate_split, make_dataset
     from bertbench.tasks import get_task
 
     out_dir = Path(out_dir)
@@ -249,7 +249,7 @@ def finetune_grid(finetune_cfg, init, out_dir, grid=None, seeds=(0,), **kwargs):
 
     import numpy as np
 
-    from bertbench.records import write_json_atomic
+    from bertbench.results.records import write_json_atomic
     from bertbench.tasks import get_task
 
     spec = get_task(finetune_cfg.task)

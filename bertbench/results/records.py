@@ -87,7 +87,7 @@ def git_info(repo=None):
 
     `dirty` is about the code that ran: changes under results/ (which runs themselves write) are
     not counted."""
-    repo = repo or str(Path(__file__).resolve().parents[1])
+    repo = repo or str(Path(__file__).resolve().parents[2])
 
     def git(*args):
         out = subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True, timeout=10)

@@ -29,7 +29,7 @@ def machine_info():
     import keras_hub
     import tensorflow as tf
 
-    from bertbench.records import hardware
+    from bertbench.results.records import hardware
 
     flags = set()
     try:
@@ -134,7 +134,7 @@ def build_trainers(model_cfg, cfg, batch, seed):
     import keras
     import tensorflow as tf
 
-    from bertbench.pretrain import Trainer
+    from bertbench.pretraining.loop import Trainer
 
     trainers = {}
     for name, encoder_fn in (("ours", None), ("peer", peer_encoder)):
@@ -273,9 +273,9 @@ def bench_pretrain(opts, log=print):
     import keras
 
     from bertbench.config import to_dict
-    from bertbench.pretrain import estimate_flops
-    from bertbench.pretraining_inputs import PretrainingCorpus
-    from bertbench.tokenizer import load_tokenizer
+    from bertbench.pretraining.loop import estimate_flops
+    from bertbench.pretraining.inputs import PretrainingCorpus
+    from bertbench.text.tokenizer import load_tokenizer
 
     opts.check()
     tokenizer = load_tokenizer(opts.vocab)
@@ -296,7 +296,7 @@ def bench_pretrain(opts, log=print):
     if opts.vocab_size:
         batches = synthetic_ids(batches, opts.vocab_size, max(tokenizer.special_ids) + 1, tokenizer.pad_id, opts.seed)
     previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(opts.precision)  # before building, as bertbench.pretrain does
+    keras.config.set_dtype_policy(opts.precision)  # before building, as bertbench.pretraining.loop does
     try:
         log(f"building ours and the keras-hub peer ({opts.model}, {opts.precision}, jit={opts.jit}) ...")
         trainers = build_trainers(model_cfg, cfg, batches[0], opts.seed)
@@ -404,7 +404,7 @@ def options_from_args(args):
 
 
 def main(args):
-    from bertbench.records import write_json_atomic
+    from bertbench.results.records import write_json_atomic
 
     opts = options_from_args(args)
     opts.check()  # before TensorFlow loads: bad arguments fail fast

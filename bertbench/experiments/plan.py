@@ -19,7 +19,7 @@ from bertbench.config import (MODEL_SIZES, FinetuneConfig, ModelConfig, Pretrain
                               to_dict)
 from bertbench.errors import ConfigError, did_you_mean, unknown_name
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[1] / "experiments"
+EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
 SCALES_FILE = "_scales.toml"
 HASH_VERSION = 1  # bump to invalidate every cached run after a change in what configs mean
 SECTIONS = {"model": ModelConfig, "pretrain": PretrainConfig, "finetune": FinetuneConfig}
@@ -51,7 +51,7 @@ class Column:
     source: str = "finetune"  # or "pretrain": read from the pretraining summary (Table 6 perplexity)
     set: dict = dataclasses.field(default_factory=dict)
     higher_is_better: bool = True
-    times100: bool = False  # metric is a fraction: show it x100 (bertbench.metrics already gives percent)
+    times100: bool = False  # metric is a fraction: show it x100 (bertbench.evaluation.metrics already gives percent)
     decimals: int = 1
     paper_column: str = ""
 

@@ -19,20 +19,20 @@ import time
 import traceback
 from pathlib import Path
 
-from bertbench import records
+from bertbench.results import records
 from bertbench.config import to_dict
 from bertbench.errors import BertbenchError
-from bertbench.experiments import expand, experiments_dir, load_experiment, pretrain_tokens
+from bertbench.experiments.plan import expand, experiments_dir, load_experiment, pretrain_tokens
 from bertbench.resources import DATA_ENV, SAMPLE_DIR, resolve_data_dir
 
-STRATEGIES = ("default", "one_device", "mirrored", "multiworker", "tpu")  # bertbench.distribute
+STRATEGIES = ("default", "one_device", "mirrored", "multiworker", "tpu")  # bertbench.model.strategy
 
 
 class Backend:
     """The real work, imported lazily so planning, dry runs and tests never load TensorFlow."""
 
     def pretrain(self, model_cfg, pretrain_cfg, out_dir, strategy="default", export_at=()):
-        from bertbench.pretrain import pretrain
+        from bertbench.pretraining.loop import pretrain
 
         return pretrain(model_cfg, pretrain_cfg, out_dir, strategy=strategy, export_at=export_at)
 
@@ -40,10 +40,10 @@ class Backend:
         """The no-pretraining baseline: a seeded random encoder saved like a pretrained one."""
         import keras
 
-        from bertbench.checkpoint import save_encoder
-        from bertbench.encoder import build_encoder
-        from bertbench.pretrain import resolve_model_config
-        from bertbench.tokenizer import load_tokenizer
+        from bertbench.model.checkpoint import save_encoder
+        from bertbench.model.encoder import build_encoder
+        from bertbench.pretraining.loop import resolve_model_config
+        from bertbench.text.tokenizer import load_tokenizer
 
         tokenizer = load_tokenizer(pretrain_cfg.vocab, pretrain_cfg.lowercase)
         model_cfg = resolve_model_config(model_cfg, pretrain_cfg, tokenizer.vocabulary_size)
@@ -53,7 +53,7 @@ class Backend:
         return {"status": "ok", "steps": 0, "model": to_dict(model_cfg)}
 
     def finetune(self, finetune_cfg, init, out_dir, data_dir):
-        from bertbench.finetune import finetune
+        from bertbench.finetuning.loop import finetune
 
         return finetune(finetune_cfg, init, out_dir, data_dir)
 
@@ -308,7 +308,7 @@ class Runner:
 def make_plan(experiment, scale="ci", *, seeds=None, only=None, columns=None, baseline=False, data_dir=None,
               shard=None, experiments=None):
     """Load, expand, validate and (optionally) shard a plan; raises before anything is written."""
-    from bertbench.experiments import load_scales
+    from bertbench.experiments.plan import load_scales
 
     directory = experiments_dir(experiments)
     exp = load_experiment(experiment, directory)
@@ -388,7 +388,7 @@ def run_experiment(experiment, scale="ci", *, seeds=None, data_dir=None, only=No
     counts = Runner(plan, results, runs, backend=backend, strategy=strategy, data_dir=data_path, out=out).run()
     out(" ".join(f"{k}={v}" for k, v in counts.items()))
     if write_tables:
-        from bertbench.tables import write_tables as write
+        from bertbench.results.tables import write_tables as write
 
         out(write(plan.experiment, plan.scale.name, results))
     return counts

@@ -31,7 +31,7 @@ class PretrainingCorpus:
     """Tokenized train / held-out documents of a PretrainConfig's corpus, and their datasets."""
 
     def __init__(self, cfg, tokenizer, cache_dir=None):
-        from bertbench.corpus import corpus_files
+        from bertbench.text.corpus import corpus_files
 
         self.cfg, self.tokenizer = cfg, tokenizer
         path = corpus_path(cfg.corpus)
@@ -46,14 +46,14 @@ class PretrainingCorpus:
         self._stats["cache"] = str(cache)
 
     def train_dataset(self, seq_length, batch_size):
-        from bertbench.pretraining_data import pretraining_dataset
+        from bertbench.pretraining.tfrecords import pretraining_dataset
 
         return pretraining_dataset(self.cfg, self.tokenizer, documents=self.train_docs, batch_size=batch_size,
                                    seq_length=seq_length, seed=self.cfg.seed, repeat=True)
 
     def heldout_dataset(self, seq_length, batch_size):
         """One fixed pass over the held-out documents: fixed masks (seeded), no shuffling."""
-        from bertbench.pretraining_data import pretraining_dataset
+        from bertbench.pretraining.tfrecords import pretraining_dataset
 
         return pretraining_dataset(self.cfg, self.tokenizer, documents=self.heldout_docs,
                                    batch_size=batch_size, seq_length=seq_length, seed=self.cfg.seed + 1,
@@ -100,8 +100,8 @@ def _cache_key(files, tokenizer, cfg):
 
 
 def _tokenize(path, tokenizer, cfg):
-    from bertbench.corpus import DocumentReader, split_heldout
-    from bertbench.instances import tokenize_documents
+    from bertbench.text.corpus import DocumentReader, split_heldout
+    from bertbench.pretraining.instances import tokenize_documents
 
     reader = DocumentReader(path)
     documents = list(reader)

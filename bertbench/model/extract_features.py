@@ -81,7 +81,7 @@ def extract_features(loaded, examples, layers, max_seq_length=128, batch_size=8)
     """Yield the output dict of each example: {"linex_index", "features"} (original layout)."""
     import numpy as np
 
-    from bertbench.tokenizer import WordPieceTokenizer
+    from bertbench.text.tokenizer import WordPieceTokenizer
 
     check_layers(layers, loaded.model_cfg.num_layers)
     if max_seq_length > loaded.model_cfg.max_sequence_length:
@@ -130,7 +130,7 @@ def write_jsonl_atomic(records, out_path):
 
 
 def main(args):
-    from bertbench.checkpoint import load_encoder
+    from bertbench.model.checkpoint import load_encoder
 
     layers = parse_layers(args.layers)
     examples = read_examples(args.input)

@@ -34,7 +34,7 @@ ENCODER_FIELDS = ("vocabulary_size", "num_layers", "hidden_dim", "num_heads", "i
 
 @dataclasses.dataclass
 class LoadedEncoder:
-    encoder: object  # bertbench.encoder.BertEncoder
+    encoder: object  # bertbench.model.encoder.BertEncoder
     model_cfg: ModelConfig
     vocab_path: Path
     lowercase: bool
@@ -90,7 +90,7 @@ def _replace_dir(src, dst):
 
 
 def _load_bertbench(path):
-    from bertbench.encoder import build_encoder
+    from bertbench.model.encoder import build_encoder
 
     try:
         meta = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
@@ -180,7 +180,7 @@ def from_keras_hub(backbone, activation="gelu_approximate", layer_norm_epsilon=1
     The defaults reproduce BertBackbone exactly (tanh GELU, epsilon 1e-12); pass the values the
     weights were trained with (e.g. activation="gelu" for Hugging Face `hidden_act: gelu`).
     """
-    from bertbench.encoder import BertEncoder
+    from bertbench.model.encoder import BertEncoder
 
     config = backbone.get_config()
     encoder = BertEncoder(
@@ -300,7 +300,7 @@ def _google_names(num_layers):
 def _from_tf_checkpoint(prefix, model_cfg):
     import tensorflow as tf
 
-    from bertbench.encoder import build_encoder
+    from bertbench.model.encoder import build_encoder
 
     reader = tf.train.load_checkpoint(prefix)
     encoder = build_encoder(model_cfg)

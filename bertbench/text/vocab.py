@@ -1,6 +1,6 @@
 """Learning a WordPiece vocabulary, and the `vocab` command.
 
-Words are cut exactly as `bertbench.tokenizer` cuts them (the original BERT BasicTokenizer, as TF
+Words are cut exactly as `bertbench.text.tokenizer` cuts them (the original BERT BasicTokenizer, as TF
 ops: `tokenizer.tf_basic_words`), so the learned pieces fit the normalisation the tokenizer applies
 (uncased: lower-cased, accents stripped; cased: as written). The pieces are then learned with
 tensorflow-text's WordPiece learner (`wordpiece_tokenizer_learner_lib.learn`, the algorithm behind
@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from bertbench.errors import BertbenchError
-from bertbench.records import write_text_atomic
+from bertbench.results.records import write_text_atomic
 
 RESERVED = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _BATCH = 4096  # texts per tensorflow-text call when counting words
@@ -32,7 +32,7 @@ def count_words(texts, lowercase=True):
     """Counter word -> count of the tokenizer's words (before WordPiece) over `texts`."""
     import tensorflow as tf
 
-    from bertbench.tokenizer import tf_basic_words
+    from bertbench.text.tokenizer import tf_basic_words
 
     texts = list(texts)
     counts = collections.Counter()
@@ -71,8 +71,8 @@ def write_vocab(vocab, out):
 
 
 def corpus_texts(paths, max_lines=None):
-    """Paragraph lines of the corpora at `paths` (files or folders; see bertbench.corpus)."""
-    from bertbench.corpus import read_documents
+    """Paragraph lines of the corpora at `paths` (files or folders; see bertbench.text.corpus)."""
+    from bertbench.text.corpus import read_documents
 
     texts = []
     for path in paths:

@@ -1,7 +1,7 @@
 """Pretraining instances from tokenized documents, as google-research/bert `create_pretraining_data.py`.
 
 Input: documents as lists of sentences, each sentence a sequence of WordPiece ids (no specials).
-Output: `Instances`, unmasked, as padded numpy arrays (masking is `bertbench.masking`).
+Output: `Instances`, unmasked, as padded numpy arrays (masking is `bertbench.pretraining.masking`).
 
 - NSP (objective "mlm+nsp"): the original `create_instances_from_document`, step for step: a target
   length (max_seq_length - 3, or with probability short_seq_prob a uniform one in [2, max], drawn

@@ -1,7 +1,7 @@
 """Pretraining data: corpus -> instances -> masks -> TFRecords / tf.data, and `pretrain-data`.
 
-The pieces: `bertbench.corpus` (documents), `bertbench.instances` (NSP pairs or packed segments, as
-google-research/bert `create_pretraining_data.py`), `bertbench.masking` (MLM masks, numpy and TF).
+The pieces: `bertbench.text.corpus` (documents), `bertbench.pretraining.instances` (NSP pairs or packed segments, as
+google-research/bert `create_pretraining_data.py`), `bertbench.pretraining.masking` (MLM masks, numpy and TF).
 TFRecords use google-research/bert's feature names and types, so its `run_pretraining.py` input
 function (plain `tf.io.parse_single_example`) reads them.
 """
@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from bertbench.config import PretrainConfig, to_dict
-from bertbench.corpus import read_documents
+from bertbench.text.corpus import read_documents
 from bertbench.errors import BertbenchError, ConfigError
-from bertbench.instances import create_instances, tokenize_documents
-from bertbench.masking import mask_tokens, spec_from_tokenizer, tf_mask_tokens
-from bertbench.records import write_json_atomic
+from bertbench.pretraining.instances import create_instances, tokenize_documents
+from bertbench.pretraining.masking import mask_tokens, spec_from_tokenizer, tf_mask_tokens
+from bertbench.results.records import write_json_atomic
 
 dynamic_mask = tf_mask_tokens  # the name docs/ARCHITECTURE.md gives the tf.data masking step
 __all__ = ["create_instances", "tokenize_documents", "mask_tokens", "dynamic_mask", "mask_instances",
@@ -297,7 +297,7 @@ def config_from_args(args):
 
 def write_pretraining_data(cfg, out_dir, num_shards=1, max_documents=None, tokenizer=None):
     """Corpus -> TFRecord shards + summary.json in out_dir (static masks, dupe_factor copies)."""
-    from bertbench.tokenizer import load_tokenizer
+    from bertbench.text.tokenizer import load_tokenizer
 
     tokenizer = tokenizer or load_tokenizer(cfg.vocab, cfg.lowercase)
     reader = read_documents(cfg.corpus, max_documents=max_documents)

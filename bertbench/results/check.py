@@ -10,15 +10,15 @@ a metric that is worse than baseline - tolerance (or missing) is a regression: e
 import tempfile
 from pathlib import Path
 
-from bertbench import records
+from bertbench.results import records
 from bertbench.errors import BertbenchError
 
-BASELINE = Path(__file__).resolve().parents[1] / "results" / "baselines" / "ci.json"
+BASELINE = Path(__file__).resolve().parents[2] / "results" / "baselines" / "ci.json"
 SUITE = {"experiment": "ablation_nsp", "scale": "ci", "only": ["bert", "no_nsp"], "columns": ["MRPC", "SST-2"],
          "seeds": 1}
 PRETRAIN_METRICS = ("heldout.lm_perplexity",)  # pretraining summary keys checked (lower is better)
 # Defaults for new metrics (edit per metric in the baseline file): fine-tuning scores are percentages
-# (bertbench.metrics); 3 points is ~8 dev examples of 256 at ci scale. Perplexity: 5% of the baseline.
+# (bertbench.evaluation.metrics); 3 points is ~8 dev examples of 256 at ci scale. Perplexity: 5% of the baseline.
 FINETUNE_TOLERANCE = 3.0
 PERPLEXITY_RELATIVE_TOLERANCE = 0.05
 
@@ -43,7 +43,7 @@ def collect(recs):
 
 def run_suite(backend=None, out=print, workdir=None):
     """Run the suite into a fresh temporary folder; returns collect() of its records."""
-    from bertbench.runner import make_plan, resolve_data, Runner
+    from bertbench.results.runner import make_plan, resolve_data, Runner
 
     plan = make_plan(SUITE["experiment"], SUITE["scale"], seeds=SUITE["seeds"], only=SUITE["only"],
                      columns=SUITE["columns"])
@@ -123,6 +123,6 @@ def add_arguments(parser):
 
 
 def main(args):
-    from bertbench.runner import load_backend
+    from bertbench.results.runner import load_backend
 
     return run_check(args.baseline, args.update_baseline, backend=load_backend(args.backend))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bertbench.config import ModelConfig, PretrainConfig, apply_overrides, model_preset, to_dict
 from bertbench.errors import BertbenchError, ConfigError
-from bertbench.records import write_json_atomic
+from bertbench.results.records import write_json_atomic
 
 
 def resolve_model_config(model_cfg, pretrain_cfg, vocabulary_size):
@@ -57,9 +57,9 @@ class Trainer:
         import keras
         import tensorflow as tf
 
-        from bertbench.encoder import build_encoder
-        from bertbench.optimization import create_optimizer
-        from bertbench.pretraining_model import BertPretrainer
+        from bertbench.model.encoder import build_encoder
+        from bertbench.model.optimization import create_optimizer
+        from bertbench.pretraining.objectives import BertPretrainer
 
         self.cfg, self.strategy = cfg, strategy
         with strategy.scope():  # the one place where the model is built
@@ -99,7 +99,7 @@ class Trainer:
 
     def _global_counts(self, labels):
         """LM predictions and NSP examples summed over all replicas (they depend on labels only)."""
-        from bertbench.pretraining_model import lm_label_keys
+        from bertbench.pretraining.objectives import lm_label_keys
 
         tf = self._tf
         ctx = tf.distribute.get_replica_context()
@@ -111,7 +111,7 @@ class Trainer:
         return counts
 
     def _replica_grads(self, features, labels, counts):
-        from bertbench.pretraining_model import loss_sums, total_loss
+        from bertbench.pretraining.objectives import loss_sums, total_loss
 
         with self._tf.GradientTape() as tape:
             sums = loss_sums(self.model(features, training=True), labels, self.cfg.objective)
@@ -129,7 +129,7 @@ class Trainer:
         return {k: self.strategy.reduce("sum", v, axis=None) for k, v in per_replica.items()}
 
     def _distributed_eval_step(self, batch):
-        from bertbench.pretraining_model import loss_sums
+        from bertbench.pretraining.objectives import loss_sums
 
         def step_fn(features, labels):
             return loss_sums(self.model(features, training=False), labels, self.cfg.objective)
@@ -142,7 +142,7 @@ class Trainer:
 
     def evaluate(self, dataset):
         """Metrics summed over a finite dataset (whole held-out set at once, not batch means)."""
-        from bertbench.pretraining_model import summarize
+        from bertbench.pretraining.objectives import summarize
 
         totals = {}
         for batch in self.strategy.experimental_distribute_dataset(dataset):
@@ -176,10 +176,10 @@ def pretrain(model_cfg, cfg, out_dir, strategy="default", export_at=(), verbose=
     """
     import keras
 
-    from bertbench.checkpoint import save_encoder
-    from bertbench.distribute import get_strategy
-    from bertbench.pretraining_inputs import PretrainingCorpus
-    from bertbench.tokenizer import load_tokenizer
+    from bertbench.model.checkpoint import save_encoder
+    from bertbench.model.strategy import get_strategy
+    from bertbench.pretraining.inputs import PretrainingCorpus
+    from bertbench.text.tokenizer import load_tokenizer
 
     out_dir = Path(out_dir)
     summary_path = out_dir / "summary.json"
@@ -213,7 +213,7 @@ def pretrain(model_cfg, cfg, out_dir, strategy="default", export_at=(), verbose=
 def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokenizer):
     import tensorflow as tf
 
-    from bertbench.checkpoint import save_encoder
+    from bertbench.model.checkpoint import save_encoder
 
     plan = phases(cfg)
     datasets = [corpus.train_dataset(seq, cfg.batch_size) for seq, _, _ in plan]
@@ -292,7 +292,7 @@ def _truncate_history(path, step):
 def _log(writer, out_dir, step, window, trainer, progress, cfg, seq):
     import tensorflow as tf
 
-    from bertbench.pretraining_model import summarize
+    from bertbench.pretraining.objectives import summarize
 
     metrics = summarize(window)
     metrics["learning_rate"] = float(trainer.optimizer.learning_rate)
