@@ -10,7 +10,8 @@ import importlib
 import sys
 
 from bertbench import __version__
-from bertbench.errors import BertbenchError, unknown_name
+from bertbench.config import from_dict, load_toml, merge_into, model_preset, parse_override, to_dict
+from bertbench.errors import BertbenchError, ConfigError, did_you_mean
 
 # name -> (module, one-line help). A plain dict: no registration by import side effect.
 COMMANDS = {
@@ -75,8 +76,37 @@ def main(argv=None):
         return 130
 
 
-def get_module(name):
-    """The module behind command `name` (for tests and for commands that call each other)."""
-    if name not in COMMANDS:
-        raise unknown_name("command", name, COMMANDS)
-    return importlib.import_module(COMMANDS[name][0])
+def configs_from_args(args, bases, flags=None):
+    """The one args -> configs adapter of every command that takes settings.
+
+    bases: {section: config} (e.g. {"model": model_preset("tiny"), "pretrain": PretrainConfig()});
+    applied in order, later wins: the bases, `--config FILE` (the experiments' TOML dialect: one table
+    per section, `[model] preset = "mini"` allowed), `flags` ({section.field: value}, None = not
+    given), then `--set section.field=value`. Every key is checked against the section's fields and
+    types and reported with its section (`pretrain.learning_rate`). Returns {section: config}.
+    """
+    data = {name: to_dict(base) for name, base in bases.items()}
+    table = load_toml(args.config) if getattr(args, "config", None) else {}
+    for name in table:
+        if name not in bases:
+            raise ConfigError(f"{args.config}: unknown table [{name}]{did_you_mean(name, bases)}; "
+                              f"this command reads {', '.join(f'[{b}]' for b in bases)}")
+    sections = {name: dict(value) if isinstance(value, dict) else value for name, value in table.items()}
+    if isinstance(sections.get("model"), dict) and "preset" in sections["model"]:
+        data["model"] = to_dict(model_preset(sections["model"].pop("preset")))
+    for name, value in sections.items():
+        if not isinstance(value, dict):
+            raise ConfigError(f"{args.config}: [{name}] must be a table of settings, got {value!r}")
+        merge_into(data[name], value)
+    updates = [(key, value) for key, value in (flags or {}).items() if value is not None]
+    updates += [(".".join(path), value) for path, value in map(parse_override, getattr(args, "overrides", []))]
+    for key, value in updates:
+        name, _, field = key.partition(".")
+        if name not in bases or not field:
+            raise ConfigError(f"setting '{key}' must start with one of: "
+                              f"{', '.join(f'{b}.' for b in bases)} (e.g. {next(iter(bases))}.<field>)")
+        if key == "model.preset":
+            data["model"] = to_dict(model_preset(value))
+        else:
+            merge_into(data[name], {field: value})
+    return {name: from_dict(type(base), data[name], prefix=f"{name}.") for name, base in bases.items()}

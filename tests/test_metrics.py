@@ -185,3 +185,13 @@ def test_conlleval_agrees_with_seqeval_default_mode():
 def test_ner_metrics_length_errors():
     with pytest.raises(BertbenchError, match="sentence 0: 1 predicted tags for 2 words"):
         metrics.ner_metrics([["O", "O"]], [["O"]])
+
+
+def test_grid_point_is_chosen_by_its_mean_over_seeds_not_by_per_seed_maxima():
+    from bertbench.evaluation.selection import best_point
+
+    # point 0: mean 79.8; point 1: mean 79.0 but the single best seed (81.0)
+    assert best_point([[80.1, 79.5], [81.0, 77.0]]) == 0
+    assert best_point([[80.1, 79.5], [81.0, 77.0]], higher_is_better=False) == 1
+    assert best_point([[1.0], [1.0]]) == 0  # ties: grid order
+    assert best_point([[None], [70.0, float("nan")]]) == 1  # a point without values is never chosen

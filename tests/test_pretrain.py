@@ -13,7 +13,8 @@ import pytest
 
 from bertbench.config import PretrainConfig, model_preset
 from bertbench.errors import BertbenchError
-from bertbench.pretraining.loop import estimate_flops, phases, pretrain, resolve_model_config
+from bertbench.pretraining.accounting import estimate_flops, phase_tokens, phases, pretrain_tokens
+from bertbench.pretraining.loop import pretrain, resolve_model_config
 
 TINY = model_preset("tiny", num_layers=1, hidden_dim=32, num_heads=2)
 
@@ -48,12 +49,12 @@ def test_phases_and_flops():
 
 
 def test_token_counts_follow_the_phases():
-    from bertbench.pretraining.loop import _tokens
-
     plan = phases(PretrainConfig(num_steps=100, warmup_steps=10, max_seq_length=64, phase2_max_seq_length=128,
                                  phase2_fraction=0.1))
-    assert _tokens(plan, 2, 0) == 90 * 2 * 64 + 10 * 2 * 128
-    assert _tokens(plan, 2, 95) == 5 * 2 * 128  # resumed inside phase 2
+    assert phase_tokens(plan, 2, 0) == 90 * 2 * 64 + 10 * 2 * 128
+    assert phase_tokens(plan, 2, 95) == 5 * 2 * 128  # resumed inside phase 2
+    assert pretrain_tokens(PretrainConfig(num_steps=100, warmup_steps=10, batch_size=2, max_seq_length=64,
+                                          phase2_max_seq_length=128, phase2_fraction=0.1)) == 90 * 2 * 64 + 10 * 2 * 128
 
 
 def test_ltr_gets_causal_attention():

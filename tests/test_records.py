@@ -8,21 +8,22 @@ import sys
 
 import pytest
 
+from bertbench import files
 from bertbench.results import records
 from bertbench.errors import BertbenchError
 
 
 def test_atomic_write_roundtrip_and_no_temp_left(tmp_path):
     path = tmp_path / "a" / "r.json"
-    records.write_json_atomic(path, {"status": "ok", "x": [1, 2.5]})
-    records.write_json_atomic(path, {"status": "ok", "x": 3})  # replaces
+    files.write_json_atomic(path, {"status": "ok", "x": [1, 2.5]})
+    files.write_json_atomic(path, {"status": "ok", "x": 3})  # replaces
     assert records.read_json(path) == {"status": "ok", "x": 3}
     assert [p.name for p in path.parent.iterdir()] == ["r.json"]
 
 
 def test_read_ok_and_malformed(tmp_path):
     assert records.read_ok(tmp_path / "missing.json") is None
-    records.write_json_atomic(tmp_path / "f.json", {"status": "failed"})
+    files.write_json_atomic(tmp_path / "f.json", {"status": "failed"})
     assert records.read_ok(tmp_path / "f.json") is None
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(BertbenchError, match="bad.json: not valid JSON.*delete it and rerun") as err:
@@ -32,7 +33,7 @@ def test_read_ok_and_malformed(tmp_path):
 
 def test_load_records_skips_temp_files(tmp_path):
     folder = records.records_dir(tmp_path, "exp", "ci")
-    records.write_json_atomic(folder / "a.json", {"status": "ok"})
+    files.write_json_atomic(folder / "a.json", {"status": "ok"})
     (folder / ".b.json.123.tmp").write_text("{half")
     assert records.load_records(tmp_path, "exp", "ci") == [{"status": "ok"}]
     assert records.load_records(tmp_path, "none", "ci") == []

@@ -273,7 +273,7 @@ def bench_pretrain(opts, log=print):
     import keras
 
     from bertbench.config import to_dict
-    from bertbench.pretraining.loop import estimate_flops
+    from bertbench.pretraining.accounting import estimate_flops
     from bertbench.pretraining.inputs import PretrainingCorpus
     from bertbench.text.tokenizer import load_tokenizer
 
@@ -404,7 +404,7 @@ def options_from_args(args):
 
 
 def main(args):
-    from bertbench.results.records import write_json_atomic
+    from bertbench.files import write_json_atomic
 
     opts = options_from_args(args)
     opts.check()  # before TensorFlow loads: bad arguments fail fast

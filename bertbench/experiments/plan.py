@@ -346,12 +346,6 @@ def expand(exp, scale_name, *, seeds=None, only=None, columns=None, baseline=Fal
                 tuple(finetunes.values()))
 
 
-def pretrain_tokens(cfg):
-    """Tokens a pretraining run processes (both phases of the paper's 128 -> 512 schedule)."""
-    switch = round(cfg.num_steps * (1 - cfg.phase2_fraction))
-    return cfg.batch_size * (switch * cfg.max_seq_length + (cfg.num_steps - switch) * cfg.phase2_max_seq_length)
-
-
 # ---------------------------------------------------------------------------------------------
 # `list` command
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bertbench.errors import BertbenchError
-from bertbench.results.records import write_text_atomic
+from bertbench.files import write_text_atomic
 from bertbench.model.heads import IGNORE_LABEL
 
 

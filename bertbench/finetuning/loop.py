@@ -32,6 +32,7 @@ from pathlib import Path
 
 from bertbench.config import FinetuneConfig, apply_overrides, model_preset, to_dict
 from bertbench.errors import BertbenchError, ConfigError
+from bertbench.evaluation.selection import best_point
 
 SUBSET_SEED = 0  # the capped train/dev subsets are part of a run's definition, not of its seed
 DEFAULT_GRID = {"batch_size": [16, 32], "learning_rate": [5e-5, 3e-5, 2e-5], "epochs": [2, 3, 4]}
@@ -177,7 +178,7 @@ def finetune(finetune_cfg, init, out_dir, data_dir=None, strategy="default", mod
     """Fine-tune on finetune_cfg.task, score on dev, write predictions + record.json -> record."""
     import keras
 
-    from bertbench.results.records import write_json_atomic
+    from bertbench.files import write_json_atomic
     from bertbench.finetuning.inputs import evaluate_split, make_dataset
     from bertbench.tasks import get_task
 
@@ -249,7 +250,7 @@ def finetune_grid(finetune_cfg, init, out_dir, grid=None, seeds=(0,), **kwargs):
 
     import numpy as np
 
-    from bertbench.results.records import write_json_atomic
+    from bertbench.files import write_json_atomic
     from bertbench.tasks import get_task
 
     spec = get_task(finetune_cfg.task)
@@ -276,8 +277,7 @@ def finetune_grid(finetune_cfg, init, out_dir, grid=None, seeds=(0,), **kwargs):
                        "metrics_mean": metrics_mean,
                        "records": [str(out_dir / _point_name(point) / f"seed{s}" / "record.json")
                                    for s in seeds]})
-    sign = 1.0 if spec.higher_is_better else -1.0
-    best = max(points, key=lambda p: sign * p["mean"])  # first best on ties (grid order)
+    best = points[best_point([p["values"] for p in points], spec.higher_is_better)]
     summary = {"task": spec.name, "main_metric": spec.main_metric,
                "higher_is_better": spec.higher_is_better, "best": best, "points": points}
     write_json_atomic(out_dir / "grid.json", summary)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from bertbench.config import ModelConfig, PretrainConfig, apply_overrides, model_preset, to_dict
 from bertbench.errors import BertbenchError, ConfigError
-from bertbench.results.records import write_json_atomic
+from bertbench.files import write_json_atomic
+from bertbench.pretraining.accounting import estimate_flops, phase_tokens, phases
 
 
 def resolve_model_config(model_cfg, pretrain_cfg, vocabulary_size):
@@ -26,28 +27,6 @@ def resolve_model_config(model_cfg, pretrain_cfg, vocabulary_size):
         raise ConfigError(f"objective '{pretrain_cfg.objective}' needs bidirectional attention; "
                           f"use objective=ltr for a causal model")
     return dataclasses.replace(model_cfg, vocabulary_size=vocabulary_size, attention=attention)
-
-
-def phases(cfg):
-    """[(seq_length, first_step, end_step)]: the paper's 128 -> 512 schedule when phase2_fraction > 0."""
-    if cfg.phase2_fraction <= 0:
-        return [(cfg.max_seq_length, 0, cfg.num_steps)]
-    switch = int(round(cfg.num_steps * (1.0 - cfg.phase2_fraction)))
-    return [(cfg.max_seq_length, 0, switch), (cfg.phase2_max_seq_length, switch, cfg.num_steps)]
-
-
-def estimate_flops(model_cfg, cfg):
-    """Training FLOPs (forward + backward = 3x forward) over the whole run, matmuls only."""
-    h, inter, layers, vocab = model_cfg.hidden_dim, model_cfg.intermediate_dim, model_cfg.num_layers, \
-        model_cfg.vocabulary_size
-    total = 0.0
-    for seq, first, end in phases(cfg):
-        tokens = (end - first) * cfg.batch_size * seq
-        per_token = layers * (2 * 4 * h * h + 2 * 2 * h * inter + 2 * 2 * seq * h)  # proj, FFN, attention
-        predictions = seq if cfg.objective == "ltr" else cfg.predictions_per_seq(seq)
-        head = (2 * h * h + 2 * h * vocab) * predictions / seq  # LM transform + tied output
-        total += 3 * tokens * (per_token + head)
-    return total
 
 
 class Trainer:
@@ -260,17 +239,12 @@ def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokeniz
                              cfg.lowercase, extra={"objective": cfg.objective, "steps": step})
     train_time = time.perf_counter() - started
     final = trainer.evaluate(heldout)
-    tokens = _tokens(plan, cfg.batch_size, resumed_from)  # trained in this process (resumes skip steps)
+    tokens = phase_tokens(plan, cfg.batch_size, resumed_from)  # trained in this process (resumes skip steps)
     return {"status": "ok", "steps": step, "resumed_from_step": resumed_from, "train_wall_time_s": train_time,
-            "tokens_seen": _tokens(plan, cfg.batch_size, 0),
+            "tokens_seen": phase_tokens(plan, cfg.batch_size, 0),
             "tokens_per_s": tokens / max(train_time, 1e-9),
             "initial_heldout": json.loads(initial_path.read_text()), "heldout": final,
             "unigram_baseline": corpus.unigram_baseline(), "corpus": corpus.stats()}
-
-
-def _tokens(plan, batch_size, from_step):
-    """Token positions processed from `from_step` to the end, each phase at its own length."""
-    return sum(max(0, end - max(first, from_step)) * batch_size * seq for seq, first, end in plan)
 
 
 def _seed_states(model):

@@ -16,7 +16,7 @@ from bertbench.text.corpus import read_documents
 from bertbench.errors import BertbenchError, ConfigError
 from bertbench.pretraining.instances import create_instances, tokenize_documents
 from bertbench.pretraining.masking import mask_tokens, spec_from_tokenizer, tf_mask_tokens
-from bertbench.results.records import write_json_atomic
+from bertbench.files import write_json_atomic
 
 dynamic_mask = tf_mask_tokens  # the name docs/ARCHITECTURE.md gives the tf.data masking step
 __all__ = ["create_instances", "tokenize_documents", "mask_tokens", "dynamic_mask", "mask_instances",

@@ -10,6 +10,7 @@ a metric that is worse than baseline - tolerance (or missing) is a regression: e
 import tempfile
 from pathlib import Path
 
+from bertbench import files
 from bertbench.results import records
 from bertbench.errors import BertbenchError
 
@@ -107,7 +108,7 @@ def run_check(baseline_path=BASELINE, update=False, backend=None, out=print, wor
     if not now:
         raise BertbenchError("the check suite produced no metrics; see the run errors above")
     if update:
-        records.write_json_atomic(baseline_path, new_baseline(now, previous))
+        files.write_json_atomic(baseline_path, new_baseline(now, previous))
         out(f"baseline written: {baseline_path} ({len(now)} metrics)")
         return 0
     rows, regressed = compare(previous["metrics"], now)

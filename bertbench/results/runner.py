@@ -19,10 +19,12 @@ import time
 import traceback
 from pathlib import Path
 
+from bertbench import files
 from bertbench.results import records
 from bertbench.config import to_dict
 from bertbench.errors import BertbenchError
-from bertbench.experiments.plan import expand, experiments_dir, load_experiment, pretrain_tokens
+from bertbench.experiments.plan import expand, experiments_dir, load_experiment
+from bertbench.pretraining.accounting import pretrain_tokens
 from bertbench.resources import DATA_ENV, SAMPLE_DIR, resolve_data_dir
 
 STRATEGIES = ("default", "one_device", "mirrored", "multiworker", "tpu")  # bertbench.model.strategy
@@ -234,7 +236,7 @@ class Runner:
                       "error": error, "started": started, "finished": records.now_iso(),
                       "wall_time_s": records.elapsed(start), "strategy": self.strategy,
                       "output": output, **records.provenance()}
-            records.write_json_atomic(run_path, record)
+            files.write_json_atomic(run_path, record)
             self.counts["ran" if status == "ok" else "failed"] += 1
             return ("done" if status == "ok" else "failed"), record
 
@@ -262,7 +264,7 @@ class Runner:
                   "variants": variants, "pretrain_id": pre.id, "metrics": numeric_leaves(summary),
                   "config": {"model": to_dict(pre.model), "pretrain": to_dict(pre.pretrain),
                              "export_at": list(pre.export_at)}}
-        records.write_json_atomic(result_path, result)
+        files.write_json_atomic(result_path, result)
         return "failed" if run["status"] != "ok" else state
 
     def _finetune(self, ft):
@@ -279,7 +281,7 @@ class Runner:
         state, run = self._locked_run("finetune", ft.id, run_path, execute)
         if state == "locked":
             return state
-        records.write_json_atomic(self.records / f"{ft.id}.json", self._finetune_record(ft, run))
+        files.write_json_atomic(self.records / f"{ft.id}.json", self._finetune_record(ft, run))
         return state
 
     def _finetune_record(self, ft, run):

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from bertbench.errors import BertbenchError
-from bertbench.results.records import write_text_atomic
+from bertbench.files import write_text_atomic
 
 RESERVED = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _BATCH = 4096  # texts per tensorflow-text call when counting words

@@ -1,0 +1,31 @@
+"""Choosing a fine-tuning grid point on dev: the one rule, used by `finetune --grid` and by tables.
+
+The paper picks the best learning rate (batch size, epochs) on dev. With several seeds per point
+the point is chosen by its MEAN over seeds, and every seed of that point is reported: choosing the
+best point per seed and averaging those maxima would select on noise and bias the mean upwards.
+
+    index = best_point([[80.1, 79.5], [81.0, 77.0]], higher_is_better=True)   # -> 0 (79.8 > 79.0)
+"""
+
+import math
+
+
+def point_mean(values):
+    """Mean of a grid point's per-seed values, ignoring missing ones (None/NaN); NaN if none."""
+    kept = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    return sum(kept) / len(kept) if kept else math.nan
+
+
+def best_point(values_by_point, higher_is_better=True):
+    """Index of the grid point with the best mean over seeds; ties go to the first (grid order).
+
+    values_by_point: one list of per-seed values per grid point. Points with no value are never
+    chosen unless no point has one (then 0).
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    best, best_value = 0, -math.inf
+    for i, values in enumerate(values_by_point):
+        mean = point_mean(values)
+        if not math.isnan(mean) and sign * mean > best_value:
+            best, best_value = i, sign * mean
+    return best
