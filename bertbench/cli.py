@@ -15,18 +15,18 @@ from bertbench.errors import BertbenchError, ConfigError, did_you_mean
 
 # name -> (module, one-line help). A plain dict: no registration by import side effect.
 COMMANDS = {
-    "run": ("bertbench.results.runner", "run an experiment: pretrain its variants, fine-tune, write records and tables"),
-    "list": ("bertbench.experiments.plan", "list the experiments with their variants, tasks and plan sizes"),
-    "table": ("bertbench.results.tables", "rebuild an experiment's paper-layout table from its run records"),
-    "check": ("bertbench.results.check", "run the ci-scale regression suite and compare with the committed baseline"),
-    "pretrain": ("bertbench.pretraining.loop", "pretrain an encoder (MLM+NSP, MLM, or LTR) on a corpus"),
-    "pretrain-data": ("bertbench.pretraining.tfrecords", "write pretraining instances as TFRecord shards"),
-    "finetune": ("bertbench.finetuning.loop", "fine-tune an encoder on a downstream task and score it on dev"),
-    "score": ("bertbench.evaluation.score", "score prediction files with the official task metrics"),
-    "vocab": ("bertbench.text.vocab", "learn a WordPiece vocabulary from a corpus"),
-    "models": ("bertbench.model.presets", "list the model presets with L/H/A and parameter counts"),
-    "features": ("bertbench.model.extract_features", "extract per-token hidden states of chosen layers as JSON lines"),
-    "bench": ("bertbench.bench.pretrain", "benchmarks: speed and memory, measured side by side"),
+    "run": ("bertbench.commands.run", "run an experiment: pretrain its variants, fine-tune, write records and tables"),
+    "list": ("bertbench.commands.list", "list the experiments with their variants, tasks and plan sizes"),
+    "table": ("bertbench.commands.table", "rebuild an experiment's paper-layout table from its run records"),
+    "check": ("bertbench.commands.check", "run the ci-scale regression suite and compare with the committed baseline"),
+    "pretrain": ("bertbench.commands.pretrain", "pretrain an encoder (MLM+NSP, MLM, or LTR) on a corpus"),
+    "pretrain-data": ("bertbench.commands.pretrain_data", "write pretraining instances as TFRecord shards"),
+    "finetune": ("bertbench.commands.finetune", "fine-tune an encoder on a downstream task and score it on dev"),
+    "score": ("bertbench.commands.score", "score prediction files with the official task metrics"),
+    "vocab": ("bertbench.commands.vocab", "learn a WordPiece vocabulary from a corpus"),
+    "models": ("bertbench.commands.models", "list the model presets with L/H/A and parameter counts"),
+    "features": ("bertbench.commands.features", "extract per-token hidden states of chosen layers as JSON lines"),
+    "bench": ("bertbench.commands.bench", "benchmarks: speed and memory, measured side by side"),
 }
 
 

@@ -8,7 +8,8 @@ import math
 import pytest
 
 from bertbench import cli
-from bertbench.bench.pretrain import PretrainBench, matmul_shapes, peer_encoder, time_matmul
+from bertbench.bench.machine import matmul_shapes, time_matmul
+from bertbench.bench.pretrain import PretrainBench, peer_encoder
 from bertbench.config import model_preset
 from bertbench.errors import BertbenchError
 
@@ -105,8 +106,8 @@ def test_bad_options(fields, message):
 @pytest.mark.parametrize("argv, message", [
     (["bench", "pretrain", "--steps", "0"], "--steps must be a positive integer, got 0"),
     (["bench", "pretrain", "--model", "tinny"], "unknown model preset 'tinny' (did you mean 'tiny'?)"),
-    (["bench", "pretrain", "--set", "pretrain.batch_size=2"], "must start with model."),
-    (["bench", "pretrain", "--set", "model.hiden_dim=2"], "unknown setting 'hiden_dim'"),
+    (["bench", "pretrain", "--set", "pretrain.batch_size=2"], "must start with one of: model."),
+    (["bench", "pretrain", "--set", "model.hiden_dim=2"], "unknown setting 'model.hiden_dim'"),
     (["bench", "pretrain", "--seq-length", "1024"], "exceeds model.max_sequence_length=512"),
     (["bench", "finetune"], "invalid choice: 'finetune'"),
     (["bench", "pretrain", "--precision", "fp16"], "invalid choice: 'fp16'"),

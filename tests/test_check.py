@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from bertbench.results.check import SUITE, compare, run_check
+from bertbench.backend import load_backend
 from bertbench.errors import BertbenchError
-from bertbench.results.runner import load_backend
+from bertbench.results.check import SUITE, compare, direction, run_check
 
-FAKE = f"{Path(__file__).resolve().parent / 'test_runner.py'}:FakeBackend"
+FAKE = f"{Path(__file__).resolve().parent / 'helpers.py'}:FakeBackend"
 
 
 @pytest.fixture
@@ -60,14 +60,23 @@ def test_lower_is_better_direction_and_tolerance_kept_on_update(tmp_path, backen
 
 
 def test_compare_statuses():
-    base = {"a": {"value": 0.8, "tolerance": 0.02, "higher_is_better": True},
-            "b": {"value": 4.0, "tolerance": 0.2, "higher_is_better": False},
-            "c": {"value": 0.5, "tolerance": 0.0, "higher_is_better": True}}
-    rows, regressed = compare(base, {"a": (0.79, True), "b": (3.5, False), "d": (1.0, True)})
-    assert {r[0]: r[4] for r in rows} == {"a": "ok", "b": "better", "c": "MISSING", "d": "new"}
+    a, b, c, d = "bert/MRPC/seed0/accuracy", "bert/pretrain/heldout.lm_perplexity", "no_nsp/MRPC/seed0/f1", "x/y/f1"
+    base = {a: {"value": 0.8, "tolerance": 0.02, "higher_is_better": True},
+            b: {"value": 4.0, "tolerance": 0.2, "higher_is_better": False},
+            c: {"value": 0.5, "tolerance": 0.0}}  # no stored direction: the registry's
+    rows, regressed = compare(base, {a: (0.79, True), b: (3.5, False), d: (1.0, True)})
+    assert {r[0]: r[4] for r in rows} == {a: "ok", b: "better", c: "MISSING", d: "new"}
     assert regressed
-    rows, regressed = compare(base, {"a": (0.77, True), "b": (4.2, False), "c": (0.5, True)})
-    assert {r[0]: r[4] for r in rows} == {"a": "REGRESSION", "b": "ok", "c": "ok"} and regressed
+    rows, regressed = compare(base, {a: (0.77, True), b: (4.2, False), c: (0.5, True)})
+    assert {r[0]: r[4] for r in rows} == {a: "REGRESSION", b: "ok", c: "ok"} and regressed
+
+
+def test_direction_comes_from_the_metric_registry():
+    assert direction("bert/MRPC/seed0/accuracy") is True
+    assert direction("bert/pretrain/heldout.lm_perplexity") is False
+    inverted = {"bert/pretrain/heldout.lm_perplexity": {"value": 4.0, "tolerance": 0.2, "higher_is_better": True}}
+    with pytest.raises(BertbenchError, match="says higher_is_better=True, but the metric registry says False"):
+        compare(inverted, {})
 
 
 def test_missing_baseline_is_a_one_line_error(tmp_path, backend):

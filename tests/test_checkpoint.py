@@ -7,11 +7,11 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from bertbench.model.checkpoint import (CONFIG_FILE, from_keras_hub, load_encoder, save_encoder,  # noqa: E402
-                                  to_keras_hub)
 from bertbench.config import ModelConfig  # noqa: E402
-from bertbench.model.encoder import BertEncoder, build_encoder  # noqa: E402
 from bertbench.errors import BertbenchError  # noqa: E402
+from bertbench.model.checkpoint import CONFIG_FILE, load_encoder, save_encoder  # noqa: E402
+from bertbench.model.convert import from_keras_hub, keras_hub_kwargs, to_keras_hub  # noqa: E402
+from bertbench.model.encoder import BertEncoder, build_encoder  # noqa: E402
 
 ORACLE = Path(__file__).parent / "data" / "oracle"
 TINY = ModelConfig(vocabulary_size=20, num_layers=2, hidden_dim=8, num_heads=2, intermediate_dim=16,
@@ -53,7 +53,7 @@ def test_save_load_round_trip(tmp_path):
     loaded = load_encoder(out)
     assert loaded.model_cfg == TINY and loaded.lowercase is False and loaded.source == "bertbench"
     assert loaded.vocab_path == out / "vocab.txt"
-    for a, b in zip(outputs(encoder, inputs()), outputs(loaded.encoder, inputs())):
+    for a, b in zip(outputs(encoder, inputs()), outputs(loaded.encoder, inputs()), strict=True):
         np.testing.assert_array_equal(a, b)
     # Overwriting replaces the checkpoint and leaves no temporary folders behind.
     keras.utils.set_random_seed(1)
@@ -96,7 +96,7 @@ def test_keras_hub_transfer_both_ways():
     encoder = build_encoder(TINY)  # tanh GELU, epsilon 1e-12: what BertBackbone hard-codes
     backbone = to_keras_hub(encoder)
     assert isinstance(backbone, keras_hub.models.BertBackbone)
-    for a, b in zip(outputs(encoder, inputs()), outputs(backbone, inputs())):
+    for a, b in zip(outputs(encoder, inputs()), outputs(backbone, inputs()), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
     keras.utils.set_random_seed(3)
@@ -104,7 +104,9 @@ def test_keras_hub_transfer_both_ways():
                                              intermediate_dim=16, max_sequence_length=16)
     encoder = from_keras_hub(backbone)
     assert isinstance(encoder, BertEncoder)
-    for a, b in zip(outputs(backbone, inputs(seed=1)), outputs(encoder, inputs(seed=1))):
+    assert keras_hub_kwargs(encoder) == {k: v for k, v in backbone.get_config().items()
+                                         if k not in ("name", "trainable", "dtype")}  # every shared field
+    for a, b in zip(outputs(backbone, inputs(seed=1)), outputs(encoder, inputs(seed=1)), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
@@ -114,7 +116,7 @@ def test_to_keras_hub_keeps_exact_gelu_and_rejects_causal():
                           layer_norm_epsilon=1e-3, initializer_range=0.5)
     with pytest.warns(UserWarning, match="patched"):
         backbone = to_keras_hub(encoder)
-    for a, b in zip(outputs(encoder, inputs()), outputs(backbone, inputs())):
+    for a, b in zip(outputs(encoder, inputs()), outputs(backbone, inputs()), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
     with pytest.raises(BertbenchError, match="causal"):
         to_keras_hub(BertEncoder(20, 1, 8, 2, 16, attention="causal"))

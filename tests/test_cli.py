@@ -43,3 +43,16 @@ def test_configs_from_args_layers_bases_file_flags_and_overrides(tmp_path):
         configs_from_args(argparse.Namespace(config=None, overrides=["pretrain.batch_size=1.5"]), bases)
     with pytest.raises(ConfigError, match=r"must start with one of: model\., pretrain\."):
         configs_from_args(argparse.Namespace(config=None, overrides=["finetune.seed=1"]), bases)
+
+
+def test_experiment_commands_live_in_commands_and_libraries_know_no_argparse():
+    import importlib
+
+    for name in ("run", "list", "table", "check"):
+        module = importlib.import_module(COMMANDS[name][0])
+        assert module.__name__ == f"bertbench.commands.{name}"
+        assert callable(module.add_arguments) and callable(module.main)
+    for library in ("bertbench.results.runner", "bertbench.results.tables", "bertbench.results.check",
+                    "bertbench.experiments.plan", "bertbench.experiments.schema"):
+        module = importlib.import_module(library)
+        assert not hasattr(module, "add_arguments") and not hasattr(module, "main"), library

@@ -1,12 +1,14 @@
+import dataclasses
 import math
 
 import numpy as np
 import pytest
+from helpers import run_layer_test
 
 keras = pytest.importorskip("keras")
 
 from bertbench.config import ModelConfig  # noqa: E402
-from bertbench.model.encoder import BertEncoder, build_encoder  # noqa: E402
+from bertbench.model.encoder import ENCODER_FIELDS, BertEncoder, build_encoder, encoder_kwargs  # noqa: E402
 
 TINY = dict(vocabulary_size=50, num_layers=2, hidden_dim=16, num_heads=2, intermediate_dim=32,
             max_sequence_length=24, num_segments=2, dropout=0.1)
@@ -29,50 +31,30 @@ def run(model, inputs):
             "hidden_states": [np.asarray(h) for h in out["hidden_states"]]}
 
 
-def assert_same(a, b, atol=1e-6):
-    np.testing.assert_allclose(a["sequence_output"], b["sequence_output"], atol=atol)
-    np.testing.assert_allclose(a["pooled_output"], b["pooled_output"], atol=atol)
-    for x, y in zip(a["hidden_states"], b["hidden_states"], strict=True):
-        np.testing.assert_allclose(x, y, atol=atol)
-
-
-def check_encoder(kwargs, tmp_path):
-    """The shared helper: output shapes, get_config/from_config and .keras round trips."""
-    keras.utils.set_random_seed(0)
-    model = BertEncoder(**kwargs)
-    inputs = random_inputs(vocab=kwargs["vocabulary_size"])
-    out = run(model, inputs)
-    h = kwargs["hidden_dim"]
-    assert out["sequence_output"].shape == (2, 10, h)
-    assert out["pooled_output"].shape == (2, h)
-    assert len(out["hidden_states"]) == kwargs["num_layers"] + 1
-    assert all(s.shape == (2, 10, h) for s in out["hidden_states"])
-    np.testing.assert_array_equal(out["hidden_states"][-1], out["sequence_output"])
-
-    config = model.get_config()
-    for key, value in kwargs.items():
-        assert config[key] == value
-    clone = BertEncoder.from_config(config)
-    assert clone.get_config() == config
-    clone.set_weights(model.get_weights())
-    assert_same(run(clone, inputs), out)
-
-    path = tmp_path / "encoder.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    assert isinstance(loaded, BertEncoder)
-    assert loaded.get_config() == config
-    assert_same(run(loaded, inputs), out)
-    return model
-
-
 @pytest.mark.parametrize("extra", [
     dict(activation="gelu", attention="bidirectional"),
     dict(activation="gelu_approximate", attention="causal", layer_norm_epsilon=1e-6,
          initializer_range=0.05, num_segments=3),
 ])
-def test_shapes_config_and_keras_round_trip(extra, tmp_path):
-    check_encoder({**TINY, **extra}, tmp_path)
+def test_shapes_config_and_keras_round_trip(extra):
+    kwargs = {**TINY, **extra}
+    h, layers = kwargs["hidden_dim"], kwargs["num_layers"]
+    keras.utils.set_random_seed(0)
+    model = run_layer_test(BertEncoder, kwargs, random_inputs(vocab=kwargs["vocabulary_size"]),
+                           {"sequence_output": (2, 10, h), "pooled_output": (2, h),
+                            "hidden_states": [(2, 10, h)] * (layers + 1)})
+    config = model.get_config()
+    assert {key: config[key] for key in kwargs} == kwargs  # every init argument stored under its name
+    out = run(model, random_inputs(vocab=kwargs["vocabulary_size"]))
+    np.testing.assert_array_equal(out["hidden_states"][-1], out["sequence_output"])
+
+
+def test_one_field_list_model_config_equals_encoder_arguments():
+    """ModelConfig, the encoder's init arguments, its config, checkpoints and keras-hub transfer share
+    one list: the encoder's signature (ENCODER_FIELDS); ModelConfig must have exactly those fields."""
+    assert tuple(f.name for f in dataclasses.fields(ModelConfig)) == ENCODER_FIELDS
+    cfg = ModelConfig(vocabulary_size=40, num_layers=1, hidden_dim=8, num_heads=2, attention="causal")
+    assert encoder_kwargs(cfg) == dataclasses.asdict(cfg)
 
 
 def test_build_encoder_follows_model_config():
@@ -134,7 +116,7 @@ def test_padding_does_not_change_real_positions(attention):
     for key in short:
         padded[key][:, :7] = short[key]
     a, b = run(model, short), run(model, padded)
-    for x, y in zip(a["hidden_states"], b["hidden_states"]):
+    for x, y in zip(a["hidden_states"], b["hidden_states"], strict=True):
         np.testing.assert_allclose(x, y[:, :7], atol=1e-5)
     np.testing.assert_allclose(a["pooled_output"], b["pooled_output"], atol=1e-5)
 

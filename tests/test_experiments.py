@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from bertbench.errors import BertbenchError, ConfigError
-from bertbench.experiments.plan import (EXPERIMENTS_DIR, content_id, expand, experiment_names, load_experiment,
-                                   load_scales)
+from bertbench.experiments.ids import content_id
+from bertbench.experiments.plan import expand
+from bertbench.experiments.schema import EXPERIMENTS_DIR, experiment_names, load_experiment, load_scales
 from bertbench.results.runner import describe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,6 +102,46 @@ def test_config_errors_name_the_file_and_the_fix(tmp_path):
         load_experiment("ablation_nps")
     with pytest.raises(BertbenchError, match="unknown scale 'bse' \\(did you mean 'base'"):
         plan("ablation_nsp", "bse")
+
+
+def _edited(tmp_path, name, old, new, count=1):
+    """A copy of the shipped experiments with one edit in `name`.toml."""
+    if not (tmp_path / "exp").exists():
+        shutil.copytree(EXPERIMENTS_DIR, tmp_path / "exp")
+    path = tmp_path / "exp" / f"{name}.toml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, count))
+    return tmp_path / "exp"
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ('metric = "f1"\nset', 'metric = "f1"\ndecimals = "two"\nset', "column 'SQuAD': decimals must be int, got str"),
+    ('metric = "f1"\nset', 'metric = "f1"\ntimes100 = "yes"\nset', "column 'SQuAD': times100 must be bool"),
+    ('row = "No NSP"', 'row = "No NSP"\npretrain = "false"', "variant 'no_nsp': pretrain must be bool, got str"),
+    ('row = "No NSP"', 'row = 7', "variant 'no_nsp': row must be str, got int 7"),
+    ('reference = "bert"', 'reference = "bert"\ninclude_baseline = "no"', "include_baseline must be bool"),
+    ('reference = "bert"', 'reference = "bert"\nseeds = "3"', "ablation_nsp.toml: seeds must be int, got str"),
+    ('metric = "f1"\nset', 'metric = "f1"\nhigher_is_better = "false"\nset',
+     "'higher_is_better' is not a setting: a metric's direction comes from bertbench.evaluation.metrics"),
+    ('metric = "f1"\nset', 'metric = "f1_score"\nset', "column 'SQuAD': unknown metric 'f1_score'"),
+])
+def test_experiment_tables_are_type_checked(tmp_path, old, new, message):
+    directory = _edited(tmp_path, "ablation_nsp", old, new)
+    with pytest.raises(ConfigError, match=message) as err:
+        load_experiment("ablation_nsp", directory)
+    assert "\n" not in str(err.value)
+
+
+def test_scales_are_type_checked(tmp_path):
+    directory = _edited(tmp_path, "_scales", "seeds = 3", 'seeds = "3"')
+    with pytest.raises(ConfigError, match=r"_scales.toml \[small\]: seeds must be int, got str"):
+        load_scales(directory)
+
+
+def test_column_direction_comes_from_the_metric_registry():
+    columns = {c.name: c for c in load_experiment("ablation_model_size").columns}
+    assert columns["LM (ppl)"].higher_is_better is False and columns["MRPC"].higher_is_better is True
 
 
 def test_scales_presets_proxies_and_grid():

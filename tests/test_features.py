@@ -51,7 +51,7 @@ def test_layout_tokens_and_values(setup):
     assert code == 0
     records = read_jsonl(out)
     assert [r["linex_index"] for r in records] == [0, 1, 2]
-    for record, tokens, segments in zip(records, TOKENS, SEGMENTS):
+    for record, tokens, segments in zip(records, TOKENS, SEGMENTS, strict=True):
         assert [f["token"] for f in record["features"]] == tokens
         # Reference: the encoder on this one input alone, without padding.
         x = {"token_ids": np.array([[VOCAB.index(t) for t in tokens]], "int32"),

@@ -3,19 +3,27 @@ formats read back by `bertbench score`, determinism, grid selection, CLI errors,
 (a tiny encoder trained on real SST-2 beats the majority class)."""
 
 import collections
+import dataclasses
 import json
 import re
+import shutil
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bertbench.finetuning import loop as ft
 from bertbench.config import FinetuneConfig, ModelConfig
-from bertbench.model.encoder import BertEncoder
 from bertbench.errors import BertbenchError
+from bertbench.finetuning import grid, loop, tagging
+from bertbench.finetuning.init import prepare_init
+from bertbench.finetuning.kinds import kind_of
+from bertbench.finetuning.span import diff_threshold, rank_probabilities
+from bertbench.finetuning.tagging import encode_tagging, tagging_row
+from bertbench.model.encoder import BertEncoder
 from bertbench.resources import SAMPLE_DIR
-from bertbench.finetuning.inputs import encode_tagging, tagging_row, tags_from_logits
 from bertbench.tasks import TaggingExample, get_task
 
 TINY = ModelConfig(num_layers=1, hidden_dim=16, num_heads=2, max_sequence_length=128)  # vocab: the tokenizer's
@@ -152,15 +160,14 @@ def test_encode_tagging_and_predictions_map_back_to_words():
     logits[0, 1, spec.labels.index("B-PER")] = logits[0, 2, spec.labels.index("I-PER")] = 1
     logits[0, 3, spec.labels.index("B-LOC")] = 5  # a non-first piece: must be ignored
     logits[1, 3, spec.labels.index("B-LOC")] = 1
-    assert tags_from_logits(spec, examples, logits, enc) == [["B-PER", "I-PER", "O"], ["O", "B-LOC", "O"]]
+    assert tagging.predict(spec, examples, enc, logits, None) == [["B-PER", "I-PER", "O"], ["O", "B-LOC", "O"]]
     cut = encode_tagging(spec, examples[:1], FakeTokenizer(), max_seq_length=4)
     assert cut.meta["kept_words"].tolist() == [1]
-    assert tags_from_logits(spec, examples[:1], np.zeros((1, 4, 9)), cut) == [["O", "O", "O"]]
+    assert tagging.predict(spec, examples[:1], cut, np.zeros((1, 4, 9)), None) == [["O", "O", "O"]]
 
 
 def test_squad2_threshold_is_chosen_for_best_f1_on_score_diffs():
     from bertbench.evaluation.metrics import squad_v2
-    from bertbench.finetuning.inputs import diff_threshold, rank_probabilities
 
     diffs = {"a": -2.0, "b": 0.5, "c": 0.5, "d": 3.0}  # null score - best non-null score
     probs = rank_probabilities(diffs)
@@ -179,14 +186,14 @@ def test_squad2_threshold_is_chosen_for_best_f1_on_score_diffs():
 
 
 # ---- initialisation from checkpoints -----------------------------------------------------------
-def save_tiny_checkpoint(out, vocab_path, seed=3):
+def save_tiny_checkpoint(out, vocab_path, seed=3, num_layers=1):
     import keras
 
     from bertbench.model.checkpoint import save_encoder
     from bertbench.model.encoder import build_encoder
 
     n = sum(1 for _ in open(vocab_path, encoding="utf-8"))
-    cfg = ModelConfig(vocabulary_size=n, num_layers=1, hidden_dim=16, num_heads=2, max_sequence_length=64)
+    cfg = ModelConfig(vocabulary_size=n, num_layers=num_layers, hidden_dim=16, num_heads=2, max_sequence_length=64)
     keras.utils.set_random_seed(seed)
     encoder = build_encoder(cfg)
     save_encoder(encoder, cfg, out, vocab_path, lowercase=True)
@@ -198,13 +205,14 @@ def test_init_loads_every_encoder_weight(tmp_path):
 
     vocab = make_vocab(tmp_path / "vocab.txt", ["a small test of words"])
     saved = save_tiny_checkpoint(tmp_path / "ckpt", vocab)
-    init = ft.prepare_init(str(tmp_path / "ckpt"))
+    init = prepare_init(str(tmp_path / "ckpt"))
     assert init.record["num_weights"] == len(saved.weights)
     assert init.record["source"] == "bertbench" and init.tokenizer.vocab_path == str(tmp_path / "ckpt" / "vocab.txt")
-    model = ft.build_model(get_task("mrpc"), init, FinetuneConfig(task="mrpc"), 10, get_strategy("default"))
+    spec = get_task("mrpc")
+    model = loop.build_model(spec, kind_of(spec), init, FinetuneConfig(task="mrpc"), 10, get_strategy("default"))
     encoder = next(layer for layer in model.layers if isinstance(layer, BertEncoder))
     assert len(encoder.weights) == len(saved.weights)
-    for a, b in zip(saved.get_weights(), encoder.get_weights()):
+    for a, b in zip(saved.get_weights(), encoder.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert encoder.dropout == 0.1  # the fine-tuning dropout, whatever the checkpoint had
 
@@ -217,10 +225,84 @@ def test_mismatched_checkpoint_fails_with_one_line(tmp_path):
     meta["model"]["num_layers"] = 2  # the weights hold one layer
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(BertbenchError) as err:
-        ft.prepare_init(str(tmp_path / "ckpt"))
+        prepare_init(str(tmp_path / "ckpt"))
     assert "\n" not in str(err.value) and "ckpt" in str(err.value)
     with pytest.raises(BertbenchError, match="not found"):
-        ft.prepare_init(str(tmp_path / "nowhere"))
+        prepare_init(str(tmp_path / "nowhere"))
+
+
+def test_checkpoint_with_weights_the_encoder_lacks_fails_with_one_line(tmp_path):
+    """Keras' load_weights ignores weights it has no place for: the explicit check catches them."""
+    from bertbench.model.checkpoint import WEIGHTS_FILE
+    from bertbench.model.strategy import get_strategy
+
+    vocab = make_vocab(tmp_path / "vocab.txt", ["a small test of words"])
+    save_tiny_checkpoint(tmp_path / "ckpt", vocab)  # a 1-layer encoder's config...
+    save_tiny_checkpoint(tmp_path / "two", vocab, num_layers=2)
+    shutil.copyfile(tmp_path / "two" / WEIGHTS_FILE, tmp_path / "ckpt" / WEIGHTS_FILE)  # ...2 layers' weights
+    init = prepare_init(str(tmp_path / "ckpt"))
+    spec = get_task("mrpc")
+    with pytest.raises(BertbenchError) as err:
+        loop.build_model(spec, kind_of(spec), init, FinetuneConfig(task="mrpc"), 10, get_strategy("default"))
+    assert "\n" not in str(err.value) and "holds 39 weight arrays" in str(err.value)
+
+
+def test_converted_checkpoint_is_copied_by_variable_path(tmp_path):
+    """A Hugging Face / google-research encoder (converted on the host) is copied by `v.path` into
+    the encoder built in the scope; different variable sets are a one-line error."""
+    from bertbench.finetuning.init import Init, copy_by_path, restore_encoder
+    from bertbench.model.encoder import build_encoder
+
+    vocab = make_vocab(tmp_path / "vocab.txt", ["a small test of words"])
+    host = save_tiny_checkpoint(tmp_path / "ckpt", vocab, seed=7)
+    setup = prepare_init(str(tmp_path / "ckpt"))
+    converted = Init(setup.model_cfg, setup.tokenizer, setup.record, tmp_path / "ckpt", host=host)
+    encoder = restore_encoder(converted, dropout=0.1, seed=0)
+    for a, b in zip(host.weights, encoder.weights, strict=True):
+        assert a.path == b.path
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    other = build_encoder(dataclasses.replace(setup.model_cfg, num_layers=2))
+    with pytest.raises(BertbenchError, match="do not match the encoder's by name"):
+        copy_by_path(host, other, tmp_path / "ckpt")
+
+
+def test_random_init_is_seeded_and_shared_with_the_runner(tmp_path):
+    """finetune's random init and the runner's no-pretraining baseline are the same function."""
+    from bertbench.backend import Backend
+    from bertbench.config import PretrainConfig
+    from bertbench.finetuning.init import restore_encoder
+    from bertbench.model.checkpoint import load_encoder
+
+    vocab = make_vocab(tmp_path / "vocab.txt", ["a small test of words"])
+    model_cfg = ModelConfig(num_layers=1, hidden_dim=16, num_heads=2, max_sequence_length=32)
+    Backend().random_init(model_cfg, PretrainConfig(vocab=vocab, seed=4), tmp_path / "baseline")
+    saved = load_encoder(tmp_path / "baseline" / "encoder").encoder
+    setup = prepare_init(None, model_cfg, vocab)
+    assert setup.model_cfg.vocabulary_size == saved.vocabulary_size
+    again = restore_encoder(setup, dropout=0.1, seed=4)
+    for a, b in zip(saved.weights, again.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    other_seed = restore_encoder(setup, dropout=0.1, seed=5)
+    assert not np.array_equal(np.asarray(other_seed.weights[0]), np.asarray(again.weights[0]))
+
+
+def test_config_source_tfds_reads_tfds(tmp_path, monkeypatch):
+    """Bug: FinetuneConfig.source was validated and part of run ids but never read."""
+    from bertbench.tasks import tfds_source
+
+    calls = []
+
+    def fake_tfds(name, split, data_dir=None):
+        calls.append((name, split, data_dir))
+        raise BertbenchError("fake TFDS: stop here")
+
+    monkeypatch.setattr(tfds_source, "load_records", fake_tfds)
+    vocab = make_vocab(tmp_path / "vocab.txt", ["a few words"])
+    cfg = FinetuneConfig(task="mrpc", source="tfds", epochs=0.1, max_train_examples=8, max_eval_examples=8,
+                         max_seq_length=32)
+    with pytest.raises(BertbenchError, match="fake TFDS"):
+        loop.finetune(cfg, None, tmp_path / "out", data_dir=str(tmp_path / "tfds"), model_cfg=TINY, vocab=vocab)
+    assert calls == [("glue/mrpc", "train", str(tmp_path / "tfds"))]
 
 
 # ---- end to end, official prediction files ----------------------------------------------------------
@@ -231,7 +313,7 @@ def run_tiny(tmp_path, task, seed=0, out="out", **cfg_fields):
     fields = dict(task=task, learning_rate=1e-3, batch_size=16, epochs=1.0, max_seq_length=64,
                   lowercase=spec.lowercase, seed=seed)
     fields.update(cfg_fields)
-    return ft.finetune(FinetuneConfig(**fields), None, tmp_path / out, data_dir=str(root), model_cfg=TINY,
+    return loop.finetune(FinetuneConfig(**fields), None, tmp_path / out, data_dir=str(root), model_cfg=TINY,
                        vocab=vocab), root
 
 
@@ -265,7 +347,7 @@ def test_same_seed_same_result_and_idempotent(tmp_path, monkeypatch):
     second, _ = run_tiny(tmp_path, "mrpc", seed=5, out="b")
     assert first["metrics"] == second["metrics"] and first["final_train_loss"] == second["final_train_loss"]
     assert Path(first["predictions_path"]).read_text() == Path(second["predictions_path"]).read_text()
-    monkeypatch.setattr(ft, "build_model", lambda *a, **k: pytest.fail("rebuilt a finished run"))
+    monkeypatch.setattr(loop, "build_model", lambda *a, **k: pytest.fail("rebuilt a finished run"))
     again, _ = run_tiny(tmp_path, "mrpc", seed=5, out="a")
     assert again == json.loads((tmp_path / "a" / "record.json").read_text())
 
@@ -279,9 +361,48 @@ def test_evidence_tiny_encoder_beats_majority_on_real_sst2(tmp_path):
     majority = 100.0 * max(collections.Counter(ex.label for ex in dev).values()) / len(dev)
     cfg = FinetuneConfig(task="sst2", learning_rate=3e-3, batch_size=32, epochs=4.0, max_seq_length=64, seed=0)
     model_cfg = ModelConfig(num_layers=2, hidden_dim=32, num_heads=2, max_sequence_length=64)
-    record = ft.finetune(cfg, None, tmp_path / "out", model_cfg=model_cfg, vocab=vocab)
+    record = loop.finetune(cfg, None, tmp_path / "out", model_cfg=model_cfg, vocab=vocab)
     assert record["num_eval_examples"] == len(dev) == 400
     assert record["metrics"]["accuracy"] >= majority + 8.0, (record["metrics"], majority)
+
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from bertbench.model.strategy import split_cpu
+    split_cpu(2)
+    import numpy as np
+    from bertbench.config import FinetuneConfig
+    from bertbench.finetuning.init import prepare_init, restore_encoder
+    from bertbench.finetuning.loop import finetune
+    from bertbench.model.checkpoint import load_encoder
+    from bertbench.model.strategy import get_strategy
+    ckpt, data, out = sys.argv[1:]
+    cfg = FinetuneConfig(task="mrpc", learning_rate=1e-3, batch_size=8, epochs=1.0, max_seq_length=32)
+    records = {s: finetune(cfg, ckpt, f"{out}/{s}", data_dir=data, strategy=s) for s in ("default", "mirrored")}
+    host = load_encoder(ckpt).encoder  # as a converted (Hugging Face) checkpoint would come
+    setup = prepare_init(ckpt)
+    setup.host = host
+    with get_strategy("mirrored").scope():
+        copied = restore_encoder(setup, 0.1, 0)
+    same = all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(host.weights, copied.weights, strict=True))
+    print(json.dumps({"records": {k: [r["strategy"], r["num_replicas"], r["final_train_loss"]]
+                                  for k, r in records.items()}, "copied": same}))
+""")
+
+
+@pytest.mark.slow
+def test_mirrored_fine_tuning_restores_the_encoder_in_its_scope(tmp_path):
+    """Two logical CPUs: the checkpoint is loaded (and a converted one copied) into mirrored variables."""
+    root = small_data(tmp_path / "data", "mrpc", n_train=32, n_dev=16)
+    save_tiny_checkpoint(tmp_path / "ckpt", make_vocab(tmp_path / "vocab.txt", texts_of("mrpc", root)))
+    proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path / "ckpt"), str(root),
+                           str(tmp_path / "out")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["copied"] is True
+    (one, one_n, one_loss), (two, two_n, two_loss) = result["records"]["default"], result["records"]["mirrored"]
+    assert (one_n, two, two_n) == (1, "MirroredStrategy", 2)
+    assert two_loss == pytest.approx(one_loss, rel=1e-2)
 
 
 # ---- grid selection ---------------------------------------------------------------------------
@@ -294,8 +415,8 @@ def test_grid_picks_best_mean_over_seeds(tmp_path, monkeypatch):
         value = table[(cfg.learning_rate, cfg.seed)]
         return {"main_value": value, "metrics": {"accuracy": value}}
 
-    monkeypatch.setattr(ft, "finetune", fake)
-    summary = ft.finetune_grid(FinetuneConfig(task="sst2"), None, tmp_path, grid={"learning_rate": [1e-3, 2e-3]},
+    monkeypatch.setattr(loop, "finetune", fake)
+    summary = grid.finetune_grid(FinetuneConfig(task="sst2"), None, tmp_path, grid={"learning_rate": [1e-3, 2e-3]},
                                seeds=[0, 1])
     assert len(calls) == 4 and calls[0] == (1e-3, 0, "learning_rate0.001/seed0")
     best = summary["best"]
@@ -304,7 +425,7 @@ def test_grid_picks_best_mean_over_seeds(tmp_path, monkeypatch):
     assert summary["points"][1]["std"] == 0.0
     assert json.loads((tmp_path / "grid.json").read_text())["best"]["point"] == {"learning_rate": 1e-3}
     with pytest.raises(BertbenchError, match="grid key"):
-        ft.finetune_grid(FinetuneConfig(task="sst2"), None, tmp_path, grid={"lr": [1e-3]})
+        grid.finetune_grid(FinetuneConfig(task="sst2"), None, tmp_path, grid={"lr": [1e-3]})
 
 
 # ---- CLI ------------------------------------------------------------------------------------------

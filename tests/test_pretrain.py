@@ -1,6 +1,7 @@
 """The pretraining loop: it learns, it is deterministic, it resumes, it stops on non-finite losses,
 and MirroredStrategy over two logical CPUs follows the one-device loss curve."""
 
+import argparse
 import json
 import os
 import signal
@@ -11,10 +12,13 @@ import time
 
 import pytest
 
-from bertbench.config import PretrainConfig, model_preset
-from bertbench.errors import BertbenchError
+from bertbench.commands.pretrain import configs
+from bertbench.config import PretrainConfig, model_preset, to_dict
+from bertbench.errors import BertbenchError, ConfigError
+from bertbench.model.checkpoint import load_encoder
 from bertbench.pretraining.accounting import estimate_flops, phase_tokens, phases, pretrain_tokens
 from bertbench.pretraining.loop import pretrain, resolve_model_config
+from bertbench.text.tokenizer import load_tokenizer
 
 TINY = model_preset("tiny", num_layers=1, hidden_dim=32, num_heads=2)
 
@@ -63,6 +67,26 @@ def test_ltr_gets_causal_attention():
     assert resolve_model_config(TINY, PretrainConfig(), 100).attention == "bidirectional"
 
 
+def pretrain_args(**fields):
+    values = dict(model="tiny", objective=None, steps=None, corpus=None, vocab=None, out="x", strategy="default",
+                  config=None, overrides=[])
+    return argparse.Namespace(**{**values, **fields})
+
+
+def test_command_configs_preset_file_flags_and_overrides(tmp_path):
+    model_cfg, cfg = configs(pretrain_args())
+    assert model_cfg == model_preset("tiny") and cfg == PretrainConfig()
+    _, cfg = configs(pretrain_args(steps=500, objective="mlm"))
+    assert (cfg.num_steps, cfg.warmup_steps, cfg.objective) == (500, 50, "mlm")  # --steps lowers the warmup
+    toml = tmp_path / "c.toml"
+    toml.write_text('[model]\npreset = "mini"\n[pretrain]\nobjective = "ltr"\nwarmup_steps = 7\n')
+    model_cfg, cfg = configs(pretrain_args(steps=500, config=str(toml), overrides=["model.dropout=0"]))
+    assert (model_cfg.hidden_dim, model_cfg.dropout) == (256, 0.0)
+    assert (cfg.objective, cfg.num_steps, cfg.warmup_steps) == ("ltr", 500, 7)  # the file's warmup wins
+    with pytest.raises(ConfigError, match="pretrain.learning_rat"):
+        configs(pretrain_args(overrides=["pretrain.learning_rat=1"]))
+
+
 @pytest.mark.slow
 def test_same_seed_same_loss_curve(tmp_path):
     a = pretrain(TINY, small_cfg(), tmp_path / "a", verbose=False, export_at=(10,))
@@ -73,11 +97,14 @@ def test_same_seed_same_loss_curve(tmp_path):
     assert history(tmp_path / "a") != history(tmp_path / "c")
     assert (tmp_path / "a" / "encoder" / "encoder.weights.h5").exists()
     # An encoder exported mid-run (App. C.1's checkpoints) loads, and differs from the final one.
-    from bertbench.model.checkpoint import load_encoder
     mid, final = load_encoder(tmp_path / "a" / "encoder_step10"), load_encoder(tmp_path / "a" / "encoder")
     assert mid.model_cfg == final.model_cfg
-    assert any((x != y).any() for x, y in zip(mid.encoder.get_weights(), final.encoder.get_weights()))
+    assert any((x != y).any() for x, y in zip(mid.encoder.get_weights(), final.encoder.get_weights(), strict=True))
     assert pretrain(TINY, small_cfg(), tmp_path / "a", verbose=False) == a  # finished: returns the summary
+    # The summary carries the model the run trained (the tokenizer's vocabulary), not the one asked for.
+    resolved = resolve_model_config(TINY, small_cfg(), load_tokenizer().vocabulary_size)
+    assert a["model"] == to_dict(resolved) == to_dict(final.model_cfg)
+    assert a["model"]["vocabulary_size"] != TINY.vocabulary_size
 
 
 @pytest.mark.slow
@@ -97,6 +124,7 @@ def test_ltr_objective_learns(tmp_path):
     summary = pretrain(TINY, small_cfg(objective="ltr", num_steps=60, warmup_steps=6), tmp_path / "run",
                        verbose=False)
     assert "nsp_loss" not in summary["heldout"]
+    assert summary["model"]["attention"] == "causal" and TINY.attention == "bidirectional"  # as trained
     assert summary["heldout"]["lm_loss"] < summary["initial_heldout"]["lm_loss"] - 0.5  # measured: 9.01 -> 8.27
 
 
@@ -164,6 +192,6 @@ def test_mirrored_two_cpus_follows_one_device(tmp_path):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["default"][0] == 1 and result["mirrored"][0] == 2
     one, two = history(tmp_path / "default"), history(tmp_path / "mirrored")
-    for a, b in zip(one, two):
+    for a, b in zip(one, two, strict=True):
         assert a["lm_loss"] == pytest.approx(b["lm_loss"], rel=2e-3)
         assert a["nsp_loss"] == pytest.approx(b["nsp_loss"], rel=2e-3)

@@ -1,5 +1,5 @@
-"""Instances (NSP pairs, packing), TFRecords, the tf.data contract and the `pretrain-data` command,
-checked on real Wikipedia text against google-research/bert's definitions."""
+"""Instances (NSP pairs, packing), TFRecords, the corpus reader, the tf.data contract and the
+`pretrain-data` command, checked on real Wikipedia text against google-research/bert's definitions."""
 
 import gzip
 import json
@@ -7,11 +7,14 @@ import random
 
 import numpy as np
 import pytest
+from helpers import P_MIN, real_documents, real_tokenizer
 from scipy import stats
-from test_masking import P_MIN, real_documents, real_tokenizer
 
 from bertbench.config import PretrainConfig
+from bertbench.pretraining.dataset import pretraining_dataset
+from bertbench.pretraining.inputs import PretrainingCorpus
 from bertbench.pretraining.instances import create_instances, tokenize_documents, truncate_seq_pair
+from bertbench.pretraining.tfrecords import feature_spec, mask_instances, masking_spec_for, write_tfrecords
 
 SEQ = 128
 
@@ -44,7 +47,7 @@ def test_layout_and_truncation(real):
     tokenizer, docs = real
     inst = _instances(tokenizer, docs)
     assert np.all(inst.token_ids[:, 0] == tokenizer.cls_id) and np.all(inst.lengths <= SEQ)
-    for row, seg, n in zip(inst.token_ids, inst.segment_ids, inst.lengths):
+    for row, seg, n in zip(inst.token_ids, inst.segment_ids, inst.lengths, strict=True):
         a, b = _segments(row, n, tokenizer.sep_id)
         assert len(a) >= 1 and len(b) >= 1 and row[n - 1] == tokenizer.sep_id
         assert np.array_equal(seg[:n], [0] * (len(a) + 2) + [1] * (len(b) + 1))
@@ -87,7 +90,8 @@ def test_isnext_is_the_continuation_and_notnext_another_document(real):
     inst = _instances(tokenizer, docs, dupe_factor=2)
     flat = [np.concatenate(doc) for doc in docs]
     gaps = []
-    for row, n, label, src in zip(inst.token_ids, inst.lengths, inst.next_sentence_labels, inst.sources):
+    for row, n, label, src in zip(inst.token_ids, inst.lengths, inst.next_sentence_labels, inst.sources,
+                                  strict=True):
         a, b = _segments(row, n, tokenizer.sep_id)
         a_at = _find(flat[src[0]], a)
         assert a_at, "segment A is not contiguous text of its document"
@@ -138,12 +142,9 @@ GOOGLE_FEATURES = {  # google-research/bert run_pretraining.py input_fn_builder,
 def test_tfrecords_round_trip_with_parse_single_example(real, tmp_path):
     import tensorflow as tf
 
-    from bertbench.pretraining.masking import spec_from_tokenizer
-    from bertbench.pretraining.tfrecords import mask_instances, write_tfrecords
-
     tokenizer, docs = real
     inst = _instances(tokenizer, docs[:2])
-    arrays = mask_instances(inst, spec_from_tokenizer(tokenizer, PretrainConfig()), seed=0)
+    arrays = mask_instances(inst, masking_spec_for(tokenizer, PretrainConfig()), seed=0)
     paths = write_tfrecords(arrays, tmp_path, num_shards=2, seed=0)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths)  # no temp files
     spec = {k: tf.io.FixedLenFeature([n], getattr(tf, t)) for k, (t, n) in GOOGLE_FEATURES.items()}
@@ -167,8 +168,6 @@ def _restore(features, labels):
 
 @pytest.mark.parametrize("objective", ["mlm+nsp", "mlm", "ltr"])
 def test_dataset_contract(real, objective):
-    from bertbench.pretraining.tfrecords import pretraining_dataset
-
     tokenizer, docs = real
     cfg = PretrainConfig(objective=objective, batch_size=16, seed=3)
     features, labels = next(iter(pretraining_dataset(cfg, tokenizer, documents=docs[:3])))
@@ -193,8 +192,6 @@ def test_dataset_contract(real, objective):
 
 
 def test_dynamic_masks_change_every_epoch_deterministically(real):
-    from bertbench.pretraining.tfrecords import pretraining_dataset
-
     tokenizer, docs = real
     cfg = PretrainConfig(objective="mlm", batch_size=8, seed=5)
     n = len(_instances(tokenizer, docs[:1], objective="mlm"))
@@ -216,8 +213,6 @@ def test_dynamic_masks_change_every_epoch_deterministically(real):
 
 
 def test_heldout_pass_covers_every_instance_once_with_fixed_masks(real):
-    from bertbench.pretraining.tfrecords import pretraining_dataset
-
     tokenizer, docs = real
     inst = _instances(tokenizer, docs[:2], seed=1)
     cfg = PretrainConfig(batch_size=32, seed=1)
@@ -234,12 +229,9 @@ def test_heldout_pass_covers_every_instance_once_with_fixed_masks(real):
 
 
 def test_static_masking_from_tfrecords_and_dynamic_remasking(real, tmp_path):
-    from bertbench.pretraining.masking import spec_from_tokenizer
-    from bertbench.pretraining.tfrecords import mask_instances, pretraining_dataset, write_tfrecords
-
     tokenizer, docs = real
     inst = _instances(tokenizer, docs[:2])
-    arrays = mask_instances(inst, spec_from_tokenizer(tokenizer, PretrainConfig()), seed=0)
+    arrays = mask_instances(inst, masking_spec_for(tokenizer, PretrainConfig()), seed=0)
     paths = write_tfrecords(arrays, tmp_path, num_shards=1, seed=0)
     originals = {tuple(r) for r in inst.token_ids}
     for dynamic in (False, True):
@@ -250,12 +242,45 @@ def test_static_masking_from_tfrecords_and_dynamic_remasking(real, tmp_path):
         assert ({tuple(r) for r in features["token_ids"].numpy()} <= stored) == (not dynamic)
 
 
-def test_pretrain_data_command(real, tmp_path):
+def test_masking_spec_for_translates_the_config(real):
+    tokenizer, _ = real
+    cfg = PretrainConfig(masked_lm_prob=0.2, masking=(0.5, 0.3, 0.2), whole_word_masking=True,
+                         max_seq_length=64, max_predictions_per_seq=9)
+    spec = masking_spec_for(tokenizer, cfg)
+    assert (spec.masked_lm_prob, spec.max_predictions, spec.fractions, spec.whole_word) == \
+        (0.2, 9, (0.5, 0.3, 0.2), True)
+    assert masking_spec_for(tokenizer, cfg, 128).max_predictions == 26  # ceil(0.2 * 128) at phase 2
+    assert spec.mask_id == tokenizer.mask_id and set(spec.special_ids) == set(tokenizer.special_ids)
+
+
+def test_corpus_reader_splits_caches_and_streams(real, tmp_path):
+    """PretrainingCorpus is the one reader (loop, benchmarks, pretrain-data): a seeded document split,
+    the same documents from its cache, and without a split every document in corpus order."""
+    tokenizer, _ = real
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join("\n".join(doc) for doc in real_documents(4)), encoding="utf-8")
+    expected = tokenize_documents(tokenizer, real_documents(4))
+    whole = PretrainingCorpus(str(corpus), tokenizer, cache_dir=tmp_path / "cache")
+    assert whole.heldout_docs == [] and len(whole.train_docs) == len(expected)
+    for got, want in zip(whole.train_docs, expected, strict=True):
+        assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+    assert whole.reading["documents"] == 4 and whole.tokenization["skipped_documents"] == 0
+    split = PretrainingCorpus(str(corpus), tokenizer, heldout_fraction=0.25, seed=1, cache_dir=tmp_path / "cache")
+    cached = PretrainingCorpus(str(corpus), tokenizer, heldout_fraction=0.25, seed=1, cache_dir=tmp_path / "cache")
+    assert (len(split.train_docs), len(split.heldout_docs)) == (3, 1)
+    assert cached.cache_path == split.cache_path != whole.cache_path
+    assert cached.stats() == split.stats() and split.stats()["train_documents"] == 3
+    for a, b in zip(cached.train_docs + cached.heldout_docs, split.train_docs + split.heldout_docs, strict=True):
+        assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert len(PretrainingCorpus(str(corpus), tokenizer, max_documents=2, cache_dir=tmp_path / "c").train_docs) == 2
+
+
+def test_pretrain_data_command(real, tmp_path, monkeypatch):
     import tensorflow as tf
 
-    from bertbench.cli import main
-    from bertbench.pretraining.tfrecords import feature_spec
+    monkeypatch.setenv("BERTBENCH_CACHE", str(tmp_path / "cache"))
 
+    from bertbench.cli import main
     tokenizer, _ = real
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n\n".join("\n".join(doc) for doc in real_documents(3)), encoding="utf-8")

@@ -1,4 +1,4 @@
-"""Records: atomic JSON writes, provenance, and run locks (with stale-lock detection by pid)."""
+"""Records (atomic JSON, read back), provenance, and run locks (with stale-lock detection by pid)."""
 
 import json
 import os
@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from bertbench import files
-from bertbench.results import records
 from bertbench.errors import BertbenchError
+from bertbench.results import locks, provenance, records
 
 
 def test_atomic_write_roundtrip_and_no_temp_left(tmp_path):
@@ -40,7 +40,7 @@ def test_load_records_skips_temp_files(tmp_path):
 
 
 def test_provenance_fields():
-    prov = records.provenance()
+    prov = provenance.provenance()
     assert set(prov) == {"git", "packages", "hardware"}
     assert prov["packages"]["python"].count(".") == 2 and "numpy" in prov["packages"]
     assert prov["hardware"]["cpu_cores"] == os.cpu_count() and isinstance(prov["hardware"]["accelerators"], list)
@@ -50,7 +50,7 @@ def test_provenance_fields():
 
 def test_lock_excludes_a_second_owner_and_releases(tmp_path):
     path = tmp_path / "run.lock"
-    first, second = records.RunLock(path), records.RunLock(path)
+    first, second = locks.RunLock(path), locks.RunLock(path)
     assert first.acquire() and not second.acquire()
     assert json.loads(path.read_text())["pid"] == os.getpid()
     first.release()
@@ -63,22 +63,22 @@ def test_stale_lock_of_a_dead_process_is_broken(tmp_path):
     pid = int(dead.stdout)  # that process has exited
     path = tmp_path / "run.lock"
     path.write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "since": "x"}))
-    with records.RunLock(path) as owned:
+    with locks.RunLock(path) as owned:
         assert owned and json.loads(path.read_text())["pid"] == os.getpid()
     assert not path.exists()
     # a live owner (our parent) and a lock from another host are respected
     path.write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname(), "since": "x"}))
-    assert not records.RunLock(path).acquire()
+    assert not locks.RunLock(path).acquire()
     path.write_text(json.dumps({"pid": pid, "host": "elsewhere.example", "since": "x"}))
-    assert not records.RunLock(path).acquire()
+    assert not locks.RunLock(path).acquire()
 
 
 def test_empty_lock_is_stale_only_after_grace(tmp_path):
     path = tmp_path / "run.lock"
     path.write_text("")  # owner killed between create and write
-    assert not records.RunLock(path).acquire()
-    old = path.stat().st_mtime - records.EMPTY_LOCK_GRACE_S - 5
+    assert not locks.RunLock(path).acquire()
+    old = path.stat().st_mtime - locks.EMPTY_LOCK_GRACE_S - 5
     os.utime(path, (old, old))
-    lock = records.RunLock(path)
+    lock = locks.RunLock(path)
     assert lock.acquire()
     lock.release()

@@ -1,91 +1,32 @@
 """The runner with a fake backend: caching, dedup, resume after SIGKILL, sharding, concurrent runners.
 
-`FakeBackend` (also used by test_check.py, and loadable with `--backend tests/test_runner.py:FakeBackend`)
+The fake (`tests/helpers.py:FakeBackend`, also loadable with `--backend tests/helpers.py:FakeBackend`)
 does no ML: it sleeps, leaves a marker file per execution so tests can count what ran, and
-"pretrains" in 10 chunks appended to `out_dir/progress`, resuming from what is there, like the
-real pretrain() resumes from its checkpoints.
+"pretrains" in chunks appended to `out_dir/progress`, resuming from what is there, like the real
+pretrain() resumes from its checkpoints.
 """
 
-import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
+from helpers import FAKE_CHUNKS as CHUNKS
+from helpers import FakeBackend
+from helpers import count_markers as count
 
-from bertbench.results import records
+from bertbench.config import to_dict
 from bertbench.errors import BertbenchError
-from bertbench.results.runner import make_plan, parse_shard, run_experiment, shard_plan
+from bertbench.experiments.shards import parse_shard, shard_plan
+from bertbench.results import records
+from bertbench.results.runner import make_plan, run_experiment
 
 REPO = Path(__file__).resolve().parents[1]
-THIS = Path(__file__).resolve()
-CHUNKS = 10
-
-
-class FakeBackend:
-    """Env (for subprocesses): FAKE_MARKERS folder, FAKE_SLEEP s per fine-tuning, FAKE_PRETRAIN_SLEEP s per
-    pretraining, FAKE_FAIL: a task name whose fine-tuning raises."""
-
-    def __init__(self, markers=None, sleep=None, pretrain_sleep=None, fail=None):
-        self.markers = Path(markers or os.environ["FAKE_MARKERS"])
-        self.sleep = float(sleep if sleep is not None else os.environ.get("FAKE_SLEEP", 0))
-        self.pretrain_sleep = float(pretrain_sleep if pretrain_sleep is not None
-                                    else os.environ.get("FAKE_PRETRAIN_SLEEP", 0))
-        self.fail = fail if fail is not None else os.environ.get("FAKE_FAIL", "")
-
-    def _mark(self, kind, run_id, event):
-        self.markers.mkdir(parents=True, exist_ok=True)
-        (self.markers / f"{kind}.{run_id}.{event}.{os.getpid()}.{uuid.uuid4().hex[:6]}").touch()
-
-    @staticmethod
-    def _score(*parts):
-        return int(hashlib.sha256(repr(parts).encode()).hexdigest()[:8], 16) / 16**8
-
-    def pretrain(self, model_cfg, cfg, out_dir, strategy="default", export_at=()):
-        out_dir = Path(out_dir)
-        self._mark("pretrain", out_dir.name, "start")
-        progress = out_dir / "progress"
-        done = len(progress.read_text().splitlines()) if progress.exists() else 0
-        for chunk in range(done, CHUNKS):  # resume after the last saved chunk
-            time.sleep(self.pretrain_sleep / CHUNKS)
-            with open(progress, "a") as f:
-                f.write(f"{chunk}\n")
-        for name in ["encoder"] + [f"encoder_step{k}" for k in export_at]:
-            (out_dir / name).mkdir(exist_ok=True)
-        self._mark("pretrain", out_dir.name, "done")
-        return {"status": "ok", "steps": cfg.num_steps,
-                "heldout": {"lm_perplexity": 3.0 + 2 * self._score(model_cfg, cfg)}}
-
-    def random_init(self, model_cfg, cfg, out_dir):
-        (Path(out_dir) / "encoder").mkdir(parents=True, exist_ok=True)
-        self._mark("random_init", Path(out_dir).name, "done")
-        return {"status": "ok", "steps": 0}
-
-    def finetune(self, cfg, init, out_dir, data_dir):
-        assert Path(init).is_dir(), f"fine-tuning from a missing encoder {init}"
-        run_id = Path(out_dir).name
-        self._mark("finetune", run_id, "start")
-        time.sleep(self.sleep)
-        if self.fail and cfg.task == self.fail:
-            raise RuntimeError(f"fake failure on {cfg.task}")
-        self._mark("finetune", run_id, "done")
-        source = Path(init).parent.name + "/" + Path(init).name  # pretrain id / encoder: not the folder's path
-        return {"metrics": {"accuracy": 50 + 40 * self._score(cfg, source), "f1": 30 + 60 * self._score(source, cfg)},
-                "num_train_examples": 256}
-
-
-def count(markers, kind, event):
-    """{run_id: number of marker files} for one kind/event."""
-    out = {}
-    for p in Path(markers).glob(f"{kind}.*.{event}.*"):
-        run_id = p.name.split(".")[1]
-        out[run_id] = out.get(run_id, 0) + 1
-    return out
+FAKE = f"{Path(__file__).resolve().parent / 'helpers.py'}:FakeBackend"
 
 
 def quiet(*_):
@@ -99,7 +40,7 @@ def run(tmp_path, experiment="ablation_nsp", backend=None, **kw):
 
 def cli(tmp_path, *args, env=None, popen=False):
     cmd = [sys.executable, "-m", "bertbench", "run", "ablation_nsp", "--results", str(tmp_path / "results"),
-           "--runs", str(tmp_path / "runs"), "--backend", f"{THIS}:FakeBackend", *args]
+           "--runs", str(tmp_path / "runs"), "--backend", FAKE, *args]
     full_env = {**os.environ, "FAKE_MARKERS": str(tmp_path / "m"), **(env or {})}
     if popen:
         return subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -171,19 +112,88 @@ def test_a_failed_run_is_recorded_and_retried(tmp_path):
     assert run(tmp_path, only=["bert"])["ran"] == 1  # only the failed one reruns
 
 
-def test_shards_partition_the_plan_by_pretraining_group():
+def _dry_run_ids(proc):
+    """{"pretrain": [ids], "finetune": [ids]} from the lines of a `run --dry-run`."""
+    assert proc.returncode == 0, proc.stderr
+    ids = {"pretrain": [], "finetune": []}
+    for line in proc.stdout.splitlines():
+        kind, _, rest = line.strip().partition(" ")
+        if kind in ids and line.startswith("  "):
+            ids[kind].append(rest.split()[0])
+    return ids
+
+
+def test_shards_from_separate_processes_partition_the_plan(tmp_path):
+    """Each shard is planned by its own process (as on separate machines): together they hold every
+    run of the unsharded plan exactly once, each pretraining group whole in one shard."""
     plan = make_plan("ablation_nsp", "base", baseline=True)
-    for n in (1, 2, 3, 5):
-        parts = [shard_plan(plan, i, n) for i in range(n)]
+    base = ["run", "ablation_nsp", "--scale", "base", "--baseline", "--dry-run", "--data-dir", str(tmp_path),
+            "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    procs = [subprocess.Popen([sys.executable, "-m", "bertbench", *base, "--shard", f"{i}/3"], cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(3)]
+    parts = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=120)
+        parts.append(_dry_run_ids(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)))
+    for kind, runs in (("pretrain", plan.pretrains), ("finetune", plan.finetunes)):
+        ids = [run_id for part in parts for run_id in part[kind]]
+        assert sorted(ids) == sorted(r.id for r in runs) and len(ids) == len(set(ids)), kind
+    group = {f.id: f.pretrain_id for f in plan.finetunes}
+    for part in parts:
+        assert part["pretrain"]  # 5 groups over 3 shards: none is empty
+        assert {group[f] for f in part["finetune"]} <= set(part["pretrain"])
+
+
+def test_shards_of_independently_built_plans_partition_the_plan():
+    whole = make_plan("ablation_nsp", "base", baseline=True)
+    for n in (1, 2, 5):
+        parts = [shard_plan(make_plan("ablation_nsp", "base", baseline=True), i, n) for i in range(n)]
         ids = [f.id for p in parts for f in p.finetunes]
-        assert sorted(ids) == sorted(f.id for f in plan.finetunes) and len(ids) == len(set(ids))
+        assert sorted(ids) == sorted(f.id for f in whole.finetunes) and len(ids) == len(set(ids))
         owners = {}
         for i, p in enumerate(parts):
             assert {f.pretrain_id for f in p.finetunes} <= {pre.id for pre in p.pretrains}
             for pre in p.pretrains:
                 owners.setdefault(pre.id, []).append(i)
-        assert all(len(v) == 1 for v in owners.values()) and len(owners) == len(plan.pretrains)
-    assert [f.id for f in shard_plan(plan, 1, 3).finetunes] == [f.id for f in shard_plan(plan, 1, 3).finetunes]
+        assert all(len(v) == 1 for v in owners.values()) and sorted(owners) == sorted(p.id for p in whole.pretrains)
+        assert [p.id for p in make_plan("ablation_nsp", "base", baseline=True, shard=f"0/{n}").pretrains] == \
+            [p.id for p in parts[0].pretrains]
+
+
+@pytest.mark.slow
+def test_two_shards_run_as_separate_processes_complete_the_plan(tmp_path):
+    procs = [cli(tmp_path, "--shard", f"{i}/2", env={"FAKE_SLEEP": "0.02"}, popen=True) for i in range(2)]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    check_complete(tmp_path, make_plan("ablation_nsp"))
+    starts = {p.name.split(".")[1]: p.name.split(".")[3] for p in (tmp_path / "m").glob("pretrain.*.start.*")}
+    assert len(set(starts.values())) == 2  # both processes pretrained something: the work was split
+
+
+def test_strategy_reaches_pretraining_and_fine_tuning(tmp_path):
+    backend = FakeBackend(tmp_path / "m")
+    run(tmp_path, only=["bert"], columns=["MRPC"], baseline=True, strategy="mirrored", backend=backend)
+    assert sorted(backend.calls) == [("finetune", "mirrored"), ("finetune", "mirrored"), ("pretrain", "mirrored"),
+                                     ("random_init", None)]
+    recs = records.load_records(tmp_path / "results", "ablation_nsp", "ci")
+    assert len(recs) == 4 and {r["strategy"] for r in recs} == {"mirrored"}
+
+
+class ResolvingBackend(FakeBackend):
+    """Returns the model config the run really had, as the real pretrain() does (vocabulary from the tokenizer)."""
+
+    def pretrain(self, model_cfg, cfg, out_dir, strategy="default", export_at=()):
+        summary = super().pretrain(model_cfg, cfg, out_dir, strategy, export_at)
+        return {**summary, "model": {**to_dict(model_cfg), "vocabulary_size": 8071}}
+
+
+def test_records_carry_the_model_config_the_run_had(tmp_path):
+    run(tmp_path, only=["bert"], columns=["MRPC"], backend=ResolvingBackend(tmp_path / "m"))
+    recs = records.load_records(tmp_path / "results", "ablation_nsp", "ci")
+    assert len(recs) == 2 and {r["config"]["model"]["vocabulary_size"] for r in recs} == {8071}
+    run(tmp_path, only=["bert"], columns=["MRPC", "SST-2"])  # a later run reuses the pretraining: still 8071
+    recs = records.load_records(tmp_path / "results", "ablation_nsp", "ci")
+    assert len(recs) == 3 and {r["config"]["model"]["vocabulary_size"] for r in recs} == {8071}
 
 
 def test_steps_sweep_fine_tunes_exported_encoders_and_plots(tmp_path):

@@ -1,4 +1,4 @@
-"""Tables from hand-made records: layout, mean ± std (n), best grid point per seed, paper numbers, deltas."""
+"""Tables from hand-made records: layout, mean ± std (n), the grid point with the best mean, paper numbers, deltas."""
 
 import dataclasses
 import math
@@ -7,10 +7,12 @@ import pytest
 
 from bertbench.config import to_dict
 from bertbench.errors import BertbenchError
-from bertbench.experiments.plan import Column, expand, load_experiment
+from bertbench.experiments.plan import expand
+from bertbench.experiments.schema import Column, load_experiment
+from bertbench.results.cells import cell_values
 from bertbench.results.tables import build_table, current_records, load_paper_numbers, to_csv, to_latex, to_markdown
 
-PPL = Column("LM (ppl)", source="pretrain", metric="heldout.lm_perplexity", higher_is_better=False, decimals=2)
+PPL = Column("LM (ppl)", source="pretrain", metric="heldout.lm_perplexity", decimals=2)  # lower is better
 
 
 def ft(variant, seed, value, column="MNLI-m", task="rte", proxy_for="mnli", status="ok", experiment="ablation_nsp",
@@ -34,9 +36,11 @@ def experiment():
 
 @pytest.fixture
 def records():
-    return [ft("bert", 0, 80.0, grid={"finetune.learning_rate": 5e-5}),
-            ft("bert", 0, 84.0, grid={"finetune.learning_rate": 3e-5}),  # best grid point of seed 0
-            ft("bert", 1, 82.0),
+    lr5, lr3 = {"finetune.learning_rate": 5e-5}, {"finetune.learning_rate": 3e-5}
+    return [ft("bert", 0, 80.0, grid=lr5),
+            ft("bert", 0, 84.0, grid=lr3),  # lr 3e-5 has the best mean (83 > 78): both its seeds are reported
+            ft("bert", 1, 82.0, grid=lr3),
+            ft("bert", 1, 76.0, grid=lr5),
             ft("no_nsp", 0, 79.0),
             ft("no_nsp", 1, 99.0, status="failed"),  # ignored: not ok
             ft("no_nsp", 2, 99.0, experiment="masking_rate"),  # ignored: another experiment
@@ -71,10 +75,27 @@ def test_frame_numbers_and_other_formats(records, experiment):
     assert r"BERT\_BASE & 83.0 $\pm$ 1.4 (2) & 84.4 & +0.0" in tex and tex.startswith(r"\begin{tabular}{lrrrrrr}")
 
 
+def test_grid_point_with_the_best_mean_not_the_best_point_per_seed(experiment):
+    """Point A: seeds 90, 60 (mean 75); point B: 80, 80 (mean 80). The best point per seed would
+    report 90 and 80 (mean 85, selected on noise); the rule reports every seed of B: 80 ± 0 (2)."""
+    a, b = {"finetune.learning_rate": 5e-5}, {"finetune.learning_rate": 3e-5}
+    recs = [ft("bert", 0, 90.0, grid=a), ft("bert", 1, 60.0, grid=a), ft("bert", 1, 80.0, grid=b),
+            ft("bert", 0, 80.0, grid=b)]
+    assert cell_values(recs, "bert", experiment.columns[0]) == [80.0, 80.0]
+    frame = build_table(recs, experiment, [])
+    assert frame.loc["BERT_BASE", ("MNLI-m", "mean")] == pytest.approx(80.0)
+    assert frame.loc["BERT_BASE", ("MNLI-m", "n")] == 2 and frame.loc["BERT_BASE", ("MNLI-m", "std")] == 0.0
+    tie = [ft("bert", 1, 70.0, grid=b), ft("bert", 0, 68.0, grid=a), ft("bert", 1, 72.0, grid=a),
+           ft("bert", 0, 70.0, grid=b)]
+    assert cell_values(tie, "bert", experiment.columns[0]) == [70.0, 70.0]  # a tie goes to the first point
+
+
 def test_lower_is_better_picks_the_minimum_grid_point_and_baseline_row(experiment):
-    col = dataclasses.replace(experiment.columns[0], higher_is_better=False)
+    col = dataclasses.replace(experiment.columns[0], metric="heldout.lm_perplexity")  # a lower-is-better metric
+    assert col.higher_is_better is False and experiment.columns[0].higher_is_better is True
     exp = dataclasses.replace(experiment, columns=(col,))
-    recs = [ft("bert", 0, 30.0), ft("bert", 0, 20.0), ft("no_pretraining", 0, 50.0)]
+    recs = [ft("bert", 0, 30.0, grid={"finetune.epochs": 2.0}), ft("bert", 0, 20.0, grid={"finetune.epochs": 3.0}),
+            ft("no_pretraining", 0, 50.0)]
     frame = build_table(recs, exp, [])
     assert frame.loc["BERT_BASE", ("MNLI-m", "mean")] == pytest.approx(20.0)
     assert frame.index[-1] == "No pre-training (random init)"
@@ -95,14 +116,27 @@ def test_size_notes_and_no_delta_without_reference(experiment):
     assert "our model sizes at this scale: BERT_BASE = L1 H64 A4; No NSP = L2 H96 A6" in md
 
 
+def _record_of(f, seed=None):
+    seed = f.seed if seed is None else seed
+    return {**ft(f.variant, seed, 0.8, column=f.column, grid=f.grid), "pretrain_id": f.pretrain_id,
+            "config": {"init": f.init, "finetune": {**to_dict(f.finetune), "seed": seed}}}
+
+
 def test_current_records_drop_stale_configs():
     plan = expand(load_experiment("ablation_nsp"), "ci")
     f = plan.finetunes[0]
-    good = {**ft(f.variant, 5, 0.8), "pretrain_id": f.pretrain_id,
-            "config": {"init": f.init, "finetune": {**to_dict(f.finetune), "seed": 5}}}
+    good = _record_of(f, seed=5)
     stale = {**good, "config": {"init": f.init, "finetune": {**to_dict(f.finetune), "epochs": 9.0}}}
     old_pre = {**pre(["bert"], 4.0), "pretrain_id": "0123456789ab"}
     assert current_records([good, stale, old_pre], plan) == [good]
+
+
+def test_current_records_come_in_grid_order():
+    plan = expand(load_experiment("ablation_nsp"), "base")
+    first, second = plan.finetunes[0], plan.finetunes[1]  # one cell, two grid points
+    assert (first.variant, first.column) == (second.variant, second.column) and first.grid != second.grid
+    recs = [_record_of(second), _record_of(first)]
+    assert current_records(recs, plan) == recs[::-1]
 
 
 def test_paper_numbers_file():

@@ -1,4 +1,6 @@
-"""`bench` command: speed benchmarks, measured side by side on the same machine in one run.
+"""`bench pretrain`: training speed of our encoder and of the keras-hub peer, measured side by side on
+the same machine in one run (the `bench` command's library part; the command is
+bertbench.commands.bench).
 
 `bench pretrain` measures, in this order: the machine's matmul FLOP/s (fp32, and bf16 under
 mixed_bfloat16) on shapes of the model and one large square; the input pipeline alone (batches/s of
@@ -13,98 +15,35 @@ import math
 import statistics
 import time
 
+import numpy as np
+
+from bertbench.bench.machine import machine_info, matmul_peaks, matmul_shapes
+from bertbench.config import PretrainConfig, to_dict
 from bertbench.errors import BertbenchError
+from bertbench.model.convert import keras_hub_kwargs
+from bertbench.pretraining.accounting import estimate_flops, step_tokens
+from bertbench.pretraining.dataset import train_dataset
+from bertbench.pretraining.inputs import PretrainingCorpus
+from bertbench.pretraining.loop import Trainer
+from bertbench.text.tokenizer import load_tokenizer
 
 WHATS = ("pretrain",)
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 # ---------------------------------------------------------------------------------------------
-# Machine
-
-
-def machine_info():
-    """CPU model, cores, CPU flags that matter for matmuls, TF / Keras / keras-hub versions."""
-    import keras
-    import keras_hub
-    import tensorflow as tf
-
-    from bertbench.results.records import hardware
-
-    flags = set()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            flags = set(next((l.split(":", 1)[1].split() for l in handle if l.startswith("flags")), []))
-    except OSError:
-        pass
-    hw = hardware()
-    return {"cpu_model": hw["cpu_model"], "cpu_cores": hw["cpu_cores"], "memory_gb": hw["memory_gb"],
-            "accelerators": hw["accelerators"], "avx512f": "avx512f" in flags,
-            "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags,
-            "tensorflow": tf.__version__, "keras": keras.__version__, "keras_hub": keras_hub.__version__,
-            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads()}
-
-
-def matmul_shapes(model_cfg, batch_size, seq_length, predictions, square):
-    """(name, m, k, n) of the model's main matmuls ([tokens, H] x [H, 4H] ...) and a large square."""
-    tokens, h, inter = batch_size * seq_length, model_cfg.hidden_dim, model_cfg.intermediate_dim
-    return [("ffn_in [bs,H]x[H,I]", tokens, h, inter), ("ffn_out [bs,I]x[I,H]", tokens, inter, h),
-            ("proj [bs,H]x[H,H]", tokens, h, h),
-            ("mlm_out [bP,H]x[H,V]", batch_size * predictions, h, model_cfg.vocabulary_size),
-            (f"square {square}", square, square, square)]
-
-
-def time_matmul(m, k, n, dtype, repeats=5, min_time=0.1, seed=0):
-    """(median, best) FLOP/s of tf.linalg.matmul([m,k] x [k,n]) over `repeats` timed repeats, after warm-up.
-
-    Each repeat runs enough back-to-back matmuls to last about `min_time` seconds (eager CPU ops
-    run synchronously, so the clock measures the kernels)."""
-    import tensorflow as tf
-
-    gen = tf.random.Generator.from_seed(seed)
-    a = tf.cast(gen.normal([m, k]), dtype)
-    b = tf.cast(gen.normal([k, n]), dtype)
-    tf.linalg.matmul(a, b)  # warm-up: kernel selection, allocations
-    start = time.perf_counter()
-    tf.linalg.matmul(a, b)
-    iters = max(1, math.ceil(min_time / max(time.perf_counter() - start, 1e-6)))
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(iters):
-            tf.linalg.matmul(a, b)
-        rates.append(2.0 * m * k * n * iters / (time.perf_counter() - start))
-    return statistics.median(rates), max(rates)
-
-
-def matmul_peaks(shapes, dtypes, repeats, min_time):
-    """{dtype: {"peak_flops_per_s": best median, "shapes": [{name, m, k, n, flops_per_s (median),
-    best_repeat_flops_per_s}]}}."""
-    out = {}
-    for dtype in dtypes:
-        rows = []
-        for name, m, k, n in shapes:
-            median, best = time_matmul(m, k, n, dtype, repeats, min_time)
-            rows.append({"name": name, "m": m, "k": k, "n": n, "flops_per_s": median, "best_repeat_flops_per_s": best})
-        out[dtype] = {"peak_flops_per_s": max(r["flops_per_s"] for r in rows), "shapes": rows}
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
 # Batches and models
 
 
-def real_batches(corpus, seq_length, batch_size, count):
+def real_batches(corpus, cfg, seq_length, batch_size, count):
     """`count` batches of the training dataset, materialised (the pipeline stays out of the timing)."""
-    it = iter(corpus.train_dataset(seq_length, batch_size))
+    it = iter(train_dataset(corpus, cfg, seq_length, batch_size))
     return [next(it) for _ in range(count)]
 
 
 def synthetic_ids(batches, vocab_size, first_id, pad_id, seed):
     """Real batch structure (padding, segments, mask positions, NSP labels) with token and target ids
     drawn uniformly from [first_id, vocab_size): a model vocabulary larger than the bundled one."""
-    import numpy as np
     import tensorflow as tf
 
     rng = np.random.default_rng(seed)
@@ -122,19 +61,13 @@ def peer_encoder(model_cfg):
     """keras_hub BertBackbone of the same size (its activation is always the tanh GELU)."""
     import keras_hub
 
-    return keras_hub.models.BertBackbone(
-        vocabulary_size=model_cfg.vocabulary_size, num_layers=model_cfg.num_layers,
-        num_heads=model_cfg.num_heads, hidden_dim=model_cfg.hidden_dim,
-        intermediate_dim=model_cfg.intermediate_dim, dropout=model_cfg.dropout,
-        max_sequence_length=model_cfg.max_sequence_length, num_segments=model_cfg.num_segments)
+    return keras_hub.models.BertBackbone(**keras_hub_kwargs(model_cfg))
 
 
 def build_trainers(model_cfg, cfg, batch, seed):
     """{"ours": Trainer(our encoder), "peer": Trainer(BertBackbone)}, variables built."""
     import keras
     import tensorflow as tf
-
-    from bertbench.pretraining.loop import Trainer
 
     trainers = {}
     for name, encoder_fn in (("ours", None), ("peer", peer_encoder)):
@@ -187,13 +120,13 @@ def throughput(step_times, batch_size, seq_length, flops_per_step, peak, fp32_pe
     achieved = flops_per_step / step
     return {"median_step_s": step, "min_step_s": min(step_times), "max_step_s": max(step_times),
             "timed_steps": len(step_times), "sequences_per_s": batch_size / step,
-            "tokens_per_s": batch_size * seq_length / step, "model_flops_per_step": flops_per_step,
+            "tokens_per_s": step_tokens(batch_size, seq_length) / step, "model_flops_per_step": flops_per_step,
             "achieved_flops_per_s": achieved, "mfu": achieved / peak, "mfu_vs_fp32_peak": achieved / fp32_peak}
 
 
-def input_pipeline_rate(corpus, seq_length, batch_size, count, skip=3):
+def input_pipeline_rate(corpus, cfg, seq_length, batch_size, count, skip=3):
     """Batches/s of the training dataset alone (dynamic masking included), after `skip` batches."""
-    it = iter(corpus.train_dataset(seq_length, batch_size))
+    it = iter(train_dataset(corpus, cfg, seq_length, batch_size))
     for _ in range(skip):
         next(it)
     start = time.perf_counter()
@@ -208,8 +141,7 @@ def input_pipeline_rate(corpus, seq_length, batch_size, count, skip=3):
 
 @dataclasses.dataclass(frozen=True)
 class PretrainBench:
-    model: str = "mini"  # preset name (bertbench models)
-    model_overrides: tuple = ()  # "key=value" ModelConfig overrides (e.g. activation=gelu_approximate)
+    model: str = "mini"  # preset name (bertbench models); `--set model.KEY=VALUE` changes its fields
     seq_length: int = 128  # the paper's phase-1 length
     batch_size: int = 32
     steps: int = 20  # timed steps per model, split over `rounds`
@@ -241,23 +173,16 @@ class PretrainBench:
             raise BertbenchError(f"--vocab-size must be positive (or 0 for the bundled vocabulary), got {self.vocab_size}")
 
 
-def model_config(opts):
-    """The preset with its overrides (the vocabulary size is set once the tokenizer is known)."""
-    from bertbench.config import apply_overrides, model_preset
-
-    model_cfg = apply_overrides(model_preset(opts.model), list(opts.model_overrides))
+def check_model(opts, model_cfg):
+    """The benchmark's sequence length must fit the model's position table."""
     if opts.seq_length > model_cfg.max_sequence_length:
         raise BertbenchError(f"--seq-length {opts.seq_length} exceeds model.max_sequence_length="
                              f"{model_cfg.max_sequence_length}")
-    return model_cfg
 
 
-def bench_configs(opts, tokenizer):
+def bench_configs(opts, model_cfg, tokenizer):
     """(ModelConfig, PretrainConfig) of a benchmark; the model vocabulary is the tokenizer's unless
     --vocab-size asks for synthetic ids."""
-    from bertbench.config import PretrainConfig
-
-    model_cfg = model_config(opts)
     first_id = max(tokenizer.special_ids) + 1
     if opts.vocab_size and opts.vocab_size <= first_id:
         raise BertbenchError(f"--vocab-size must exceed the special ids (> {first_id}), got {opts.vocab_size}")
@@ -268,18 +193,28 @@ def bench_configs(opts, tokenizer):
     return model_cfg, cfg
 
 
-def bench_pretrain(opts, log=print):
-    """Run the whole `bench pretrain` measurement; returns the JSON-ready result dict."""
+def measure_training(opts, model_cfg, cfg, batches, log):
+    """Per-model step times of the interleaved ours/peer runs, under the benchmark's precision."""
     import keras
 
-    from bertbench.config import to_dict
-    from bertbench.pretraining.accounting import estimate_flops
-    from bertbench.pretraining.inputs import PretrainingCorpus
-    from bertbench.text.tokenizer import load_tokenizer
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(opts.precision)  # before building, as bertbench.pretraining.loop does
+    try:
+        log(f"building ours and the keras-hub peer ({opts.model}, {opts.precision}, jit={opts.jit}) ...")
+        trainers = build_trainers(model_cfg, cfg, batches[0], opts.seed)
+        log(f"training: {opts.warmup} warm-up + {opts.steps} timed steps per model, {opts.rounds} rounds ...")
+        return trainers, interleaved(trainers, batches, opts.warmup, opts.steps, opts.rounds)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
 
+
+def bench_pretrain(opts, model_cfg, log=print):
+    """Run the whole `bench pretrain` measurement of `model_cfg` (its vocabulary size is set from the
+    tokenizer or --vocab-size); returns the JSON-ready result dict."""
     opts.check()
+    check_model(opts, model_cfg)
     tokenizer = load_tokenizer(opts.vocab)
-    model_cfg, cfg = bench_configs(opts, tokenizer)
+    model_cfg, cfg = bench_configs(opts, model_cfg, tokenizer)
     result = {"benchmark": "pretrain", "options": to_dict(opts), "machine": machine_info(),
               "model": to_dict(model_cfg), "pretrain": to_dict(cfg),
               "ids": f"synthetic ids in a {opts.vocab_size}-token vocabulary (structure of the real batches)"
@@ -290,21 +225,13 @@ def bench_pretrain(opts, log=print):
     shapes = matmul_shapes(model_cfg, opts.batch_size, opts.seq_length, predictions, opts.matmul_size)
     result["matmul"] = matmul_peaks(shapes, dtypes, opts.matmul_repeats, opts.matmul_min_time)
     log("input pipeline ...")
-    corpus = PretrainingCorpus(cfg, tokenizer)
-    pipeline = input_pipeline_rate(corpus, opts.seq_length, opts.batch_size, opts.pipeline_batches)
-    batches = real_batches(corpus, opts.seq_length, opts.batch_size, min(16, opts.warmup + opts.steps))
+    corpus = PretrainingCorpus(cfg.corpus, tokenizer, cfg.heldout_fraction, cfg.seed)
+    pipeline = input_pipeline_rate(corpus, cfg, opts.seq_length, opts.batch_size, opts.pipeline_batches)
+    batches = real_batches(corpus, cfg, opts.seq_length, opts.batch_size, min(16, opts.warmup + opts.steps))
     if opts.vocab_size:
         batches = synthetic_ids(batches, opts.vocab_size, max(tokenizer.special_ids) + 1, tokenizer.pad_id, opts.seed)
-    previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(opts.precision)  # before building, as bertbench.pretraining.loop does
-    try:
-        log(f"building ours and the keras-hub peer ({opts.model}, {opts.precision}, jit={opts.jit}) ...")
-        trainers = build_trainers(model_cfg, cfg, batches[0], opts.seed)
-        log(f"training: {opts.warmup} warm-up + {opts.steps} timed steps per model, {opts.rounds} rounds ...")
-        times = interleaved(trainers, batches, opts.warmup, opts.steps, opts.rounds)
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
-    flops = estimate_flops(model_cfg, dataclasses.replace(cfg, num_steps=1, warmup_steps=0))
+    trainers, times = measure_training(opts, model_cfg, cfg, batches, log)
+    flops = estimate_flops(model_cfg, dataclasses.replace(cfg, num_steps=1, warmup_steps=0))  # one step
     fp32_peak = result["matmul"]["float32"]["peak_flops_per_s"]
     peak = result["matmul"][dtypes[-1]]["peak_flops_per_s"]
     result["models"] = {}
@@ -314,18 +241,22 @@ def bench_pretrain(opts, log=print):
                                       warmup_step_s=t["warmup"], round_step_s=t["rounds"],
                                       encoder=type(trainers[name].encoder).__name__,
                                       parameters=trainers[name].model.count_params())
-    ours, peer = result["models"]["ours"], result["models"]["peer"]
-    # Throughput ratio per round (ours and peer timed back to back), then the median over rounds:
-    # a burst of load from another process spoils one round, not the figure.
-    rounds = [statistics.median(p) / statistics.median(o) for o, p in zip(times["ours"]["rounds"],
-                                                                          times["peer"]["rounds"])]
-    result["round_ratios_ours_over_peer"] = rounds
-    result["ratio_ours_over_peer"] = statistics.median(rounds)
-    result["ratio_of_medians_ours_over_peer"] = ours["sequences_per_s"] / peer["sequences_per_s"]
-    steps_per_s = 1.0 / ours["median_step_s"]
+    result.update(ratios(times, result["models"]))
+    steps_per_s = 1.0 / result["models"]["ours"]["median_step_s"]
     result["input_pipeline"] = {"batches_per_s": pipeline, "train_steps_per_s": steps_per_s,
                                 "ratio": pipeline / steps_per_s, "timed_batches": opts.pipeline_batches}
     return result
+
+
+def ratios(times, models):
+    """ours/peer throughput: per round (timed back to back), its median, and the ratio of the medians.
+
+    The median over rounds is the figure: a burst of load from another process spoils one round, not it.
+    """
+    rounds = [statistics.median(p) / statistics.median(o) for o, p in zip(times["ours"]["rounds"],
+                                                                          times["peer"]["rounds"], strict=True)]
+    return {"round_ratios_ours_over_peer": rounds, "ratio_ours_over_peer": statistics.median(rounds),
+            "ratio_of_medians_ours_over_peer": models["ours"]["sequences_per_s"] / models["peer"]["sequences_per_s"]}
 
 
 def format_report(result):
@@ -361,58 +292,3 @@ def _table(headers, rows):
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
     fmt = lambda cells: "  ".join(c.ljust(w) if k == 0 else c.rjust(w) for k, (c, w) in enumerate(zip(cells, widths)))
     return [fmt(headers), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows]
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-
-
-def add_arguments(parser):
-    defaults = PretrainBench()
-    parser.add_argument("what", choices=WHATS, help="what to benchmark")
-    parser.add_argument("--model", default=defaults.model, help="model preset (see `bertbench models`)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="model.KEY=VALUE",
-                        help="override a model setting, e.g. --set model.activation=gelu_approximate")
-    parser.add_argument("--seq-length", type=int, default=defaults.seq_length)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="timed training steps per model")
-    parser.add_argument("--warmup", type=int, default=defaults.warmup, help="untimed steps per model (tracing)")
-    parser.add_argument("--rounds", type=int, default=defaults.rounds,
-                        help="interleaved ours/peer rounds the timed steps are split over")
-    parser.add_argument("--precision", default=defaults.precision, choices=PRECISIONS)
-    parser.add_argument("--jit", action="store_true", help="XLA-compile the training step (jit_compile)")
-    parser.add_argument("--vocab-size", type=int, default=defaults.vocab_size,
-                        help="model vocabulary with synthetic ids (e.g. 30522); default: the bundled vocabulary")
-    parser.add_argument("--vocab", default=defaults.vocab, help="vocab.txt of the corpus tokenizer (default: bundled)")
-    parser.add_argument("--corpus", default=defaults.corpus, help="corpus file or folder (default: bundled sample)")
-    parser.add_argument("--matmul-size", type=int, default=defaults.matmul_size, help="side of the square matmul")
-    parser.add_argument("--matmul-repeats", type=int, default=defaults.matmul_repeats)
-    parser.add_argument("--pipeline-batches", type=int, default=defaults.pipeline_batches)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--json", default=None, metavar="OUT", help="write every figure to this JSON file")
-
-
-def options_from_args(args):
-    bad = [o for o in args.overrides if not o.startswith("model.")]
-    if bad:
-        raise BertbenchError(f"override '{bad[0]}' must start with model. (e.g. model.activation=gelu_approximate)")
-    return PretrainBench(model=args.model, model_overrides=tuple(o.split(".", 1)[1] for o in args.overrides),
-                         seq_length=args.seq_length, batch_size=args.batch_size, steps=args.steps,
-                         warmup=args.warmup, rounds=args.rounds, precision=args.precision, jit=args.jit,
-                         vocab_size=args.vocab_size, vocab=args.vocab, corpus=args.corpus, matmul_size=args.matmul_size,
-                         matmul_repeats=args.matmul_repeats, pipeline_batches=args.pipeline_batches, seed=args.seed)
-
-
-def main(args):
-    from bertbench.files import write_json_atomic
-
-    opts = options_from_args(args)
-    opts.check()  # before TensorFlow loads: bad arguments fail fast
-    model_config(opts)
-    result = bench_pretrain(opts, log=lambda msg: print(msg, flush=True))
-    print()
-    print(format_report(result))
-    if args.json:
-        write_json_atomic(args.json, result)
-        print(f"wrote {args.json}")
-    return 0

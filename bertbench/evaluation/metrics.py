@@ -8,6 +8,7 @@ SQuAD: the official `evaluate-v1.1.py` and `evaluate-v2.0.py` definitions (norma
 max over gold answers; v2.0 no-answer gold = "", HasAns/NoAns, `find_best_thresh` over na-probs).
 CoNLL: a line-by-line port of the `conlleval` perl script (2004-01-26 version): chunks start and end
 by its startOfChunk/endOfChunk rules, so IOB1 and IOB2 input both score correctly.
+Every metric name and its direction: `METRICS` / `higher_is_better(name)` at the end.
 """
 
 import collections
@@ -16,23 +17,7 @@ import string
 
 import numpy as np
 
-from bertbench.errors import BertbenchError
-
-# name -> higher_is_better; every metric bertbench reports is listed here.
-HIGHER_IS_BETTER = {
-    "accuracy": True, "f1": True, "mcc": True, "pearson": True, "spearman": True,
-    "exact": True, "precision": True, "recall": True, "glue_average": True,
-    "best_exact": True, "best_f1": True,
-}
-
-
-def higher_is_better(name):
-    """Whether a larger value of metric `name` is better (per-type/HasAns/NoAns variants too)."""
-    base = re.sub(r"^(HasAns_|NoAns_)", "", name).split("_thresh")[0]
-    base = re.sub(r"_[A-Z]+$", "", base)  # f1_PER -> f1
-    if base not in HIGHER_IS_BETTER:
-        raise BertbenchError(f"unknown metric '{name}'; known: {', '.join(sorted(HIGHER_IS_BETTER))}")
-    return HIGHER_IS_BETTER[base]
+from bertbench.errors import BertbenchError, unknown_name
 
 
 # ---- GLUE -----------------------------------------------------------------------------------
@@ -81,16 +66,11 @@ def glue_metrics(metric_names, golds, preds):
     """The named GLUE metrics of one task: {"accuracy", "f1", "mcc", "pearson", "spearman"}."""
     out = {}
     for name in metric_names:
-        if name == "accuracy":
-            out[name] = accuracy(golds, preds)
-        elif name == "f1":
-            out[name] = f1_positive(golds, preds)
-        elif name == "mcc":
-            out[name] = matthews(golds, preds)
-        elif name in ("pearson", "spearman"):
-            out.update(correlations(golds, preds))
-        else:
+        fn = METRICS[name][0] if name in METRICS else None
+        if fn is None:
             raise BertbenchError(f"unknown GLUE metric '{name}'")
+        value = fn(golds, preds)
+        out.update(value if isinstance(value, dict) else {name: value})  # correlations: both at once
     return out
 
 
@@ -330,3 +310,41 @@ def ner_metrics(gold_tags, pred_tags):
     out = {k: result[k] for k in ("f1", "precision", "recall", "accuracy")}
     out.update({f"f1_{kind}": v["f1"] for kind, v in result["per_type"].items() if kind})
     return out
+
+
+# ---- the registry: every metric name bertbench reports, with its direction ---------------------
+# name -> (fn(golds, preds) or None, higher_is_better). fn is the per-example-list metric GLUE and
+# SWAG scoring call by name; None where the value comes from a family's own scorer (SQuAD, conlleval)
+# or from pretraining. This is the ONLY source of metric direction: tasks, tables and the
+# regression check ask `higher_is_better(name)`.
+METRICS = {
+    "accuracy": (accuracy, True), "f1": (f1_positive, True), "mcc": (matthews, True),
+    "pearson": (correlations, True), "spearman": (correlations, True),
+    "exact": (None, True), "best_exact": (None, True), "best_f1": (None, True),  # SQuAD
+    "precision": (None, True), "recall": (None, True),  # conlleval (also f1, accuracy)
+    "glue_average": (None, True),
+    # pretraining summary (bertbench.pretraining.objectives.summarize, the loop's summary.json)
+    "lm_loss": (None, False), "lm_accuracy": (None, True), "lm_perplexity": (None, False),
+    "nsp_loss": (None, False), "nsp_accuracy": (None, True), "loss": (None, False),
+    "perplexity": (None, False),  # unigram_baseline.perplexity
+    "tokens_per_s": (None, True), "train_wall_time_s": (None, False),
+}
+
+
+def metric_base(name):
+    """The registry name behind a reported one: `heldout.lm_perplexity` (a key path in a summary),
+    `dev_mismatched_accuracy` (MNLI's second split), `HasAns_f1`/`NoAns_exact` (SQuAD v2.0),
+    `best_f1_thresh` (its threshold follows best_f1), `f1_PER` (a CoNLL entity type)."""
+    base = name.rsplit(".", 1)[-1]
+    base = re.sub(r"^dev_[a-z]+_", "", base)
+    base = re.sub(r"^(HasAns|NoAns)_", "", base)
+    base = re.sub(r"_thresh$", "", base)
+    return re.sub(r"_[A-Z]+$", "", base)
+
+
+def higher_is_better(name):
+    """Whether a larger value of metric `name` (or of one of its variants, see metric_base) is better."""
+    base = metric_base(name)
+    if base not in METRICS:
+        raise unknown_name("metric", name, METRICS)
+    return METRICS[base][1]

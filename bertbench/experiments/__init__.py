@@ -1,1 +1,1 @@
-"""bertbench.experiments.plan."""
+"""Experiments as data: the TOML schema (`schema`), run ids (`ids`), plans (`plan`), sharding (`shards`)."""

@@ -5,42 +5,14 @@ paper's ablations and exact checkpoint imports need: exact (erf) or tanh GELU, a
 LayerNorm epsilon, left-to-right (causal) attention, and every layer's output (`hidden_states`).
 """
 
+import inspect
+
 import keras
 import keras_hub
-from keras import ops
-from keras_hub.src.utils.keras_utils import gelu_approximate  # registered "keras_hub>gelu_approximate"
 
-ACTIVATIONS = ("gelu", "gelu_approximate")
+from bertbench.model.layers import CausalAttentionMask, keras_activation
+
 ATTENTIONS = ("bidirectional", "causal")
-
-
-def _activation(name):
-    """'gelu' -> exact erf GELU (serialises as "gelu"); 'gelu_approximate' -> the tanh form."""
-    if name == "gelu":
-        return "gelu"  # keras.activations.gelu(x, approximate=False)
-    if name == "gelu_approximate":
-        return gelu_approximate
-    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
-
-
-@keras.saving.register_keras_serializable(package="bertbench")
-class CausalAttentionMask(keras.layers.Layer):
-    """[batch, seq] padding mask -> [batch, seq, seq] lower-triangular mask (query i sees keys <= i).
-
-    TransformerEncoder combines it with the padding mask (elementwise minimum). keras-hub 0.32's
-    TransformerEncoder has no `use_causal_mask` argument (only TransformerDecoder does), hence this.
-    """
-
-    def call(self, padding_mask):
-        shape = ops.shape(padding_mask)
-        batch, seq = shape[0], shape[1]
-        rows = ops.expand_dims(ops.arange(seq), 1)  # [seq, 1] query positions
-        cols = ops.expand_dims(ops.arange(seq), 0)  # [1, seq] key positions
-        mask = ops.cast(rows >= cols, "int32")[None]  # [1, seq, seq]
-        return ops.broadcast_to(mask, (batch, seq, seq))
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[1], input_shape[1])
 
 
 def _init(stddev):
@@ -63,6 +35,7 @@ class BertEncoder(keras.Model):
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
         dtype = kwargs.pop("dtype", None)
+        activation_fn = keras_activation(activation)  # raises on an unknown name
         # === Layers (names as in keras_hub BertBackbone, so weights transfer by name) ===
         self.token_embedding = keras_hub.layers.ReversibleEmbedding(
             vocabulary_size, hidden_dim, embeddings_initializer=_init(initializer_range),
@@ -82,7 +55,7 @@ class BertEncoder(keras.Model):
         self.transformer_layers = [
             keras_hub.layers.TransformerEncoder(
                 intermediate_dim=intermediate_dim, num_heads=num_heads, dropout=dropout,
-                activation=_activation(activation), layer_norm_epsilon=layer_norm_epsilon,
+                activation=activation_fn, layer_norm_epsilon=layer_norm_epsilon,
                 kernel_initializer=_init(initializer_range), normalize_first=False,  # post-LN
                 dtype=dtype, name=f"transformer_layer_{i}")
             for i in range(num_layers)]
@@ -126,23 +99,9 @@ class BertEncoder(keras.Model):
 
     def get_config(self):
         # Not the functional graph config: the init arguments, so from_config is cls(**config).
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.dtype_policies.serialize(self.dtype_policy),
-            "vocabulary_size": self.vocabulary_size,
-            "num_layers": self.num_layers,
-            "hidden_dim": self.hidden_dim,
-            "num_heads": self.num_heads,
-            "intermediate_dim": self.intermediate_dim,
-            "max_sequence_length": self.max_sequence_length,
-            "num_segments": self.num_segments,
-            "dropout": self.dropout,
-            "activation": self.activation,
-            "layer_norm_epsilon": self.layer_norm_epsilon,
-            "attention": self.attention,
-            "initializer_range": self.initializer_range,
-        }
+        return {"name": self.name, "trainable": self.trainable,
+                "dtype": keras.dtype_policies.serialize(self.dtype_policy),
+                **{field: getattr(self, field) for field in ENCODER_FIELDS}}
 
     @classmethod
     def from_config(cls, config):
@@ -152,16 +111,16 @@ class BertEncoder(keras.Model):
         return cls(**config)
 
 
+# The encoder's fields, in one place: its init arguments. get_config, `build_encoder` and the keras-hub
+# transfer (model/convert.py) derive their lists from it; ModelConfig (the settings) has exactly these
+# fields, which tests/test_encoder.py checks, so checkpoints map one onto the other by name.
+ENCODER_FIELDS = tuple(name for name in inspect.signature(BertEncoder.__init__).parameters
+                       if name not in ("self", "kwargs"))
+
+
 def encoder_kwargs(model_cfg):
-    """BertEncoder init arguments of a bertbench.config.ModelConfig."""
-    return dict(
-        vocabulary_size=model_cfg.vocabulary_size, num_layers=model_cfg.num_layers,
-        hidden_dim=model_cfg.hidden_dim, num_heads=model_cfg.num_heads,
-        intermediate_dim=model_cfg.intermediate_dim,
-        max_sequence_length=model_cfg.max_sequence_length, num_segments=model_cfg.num_segments,
-        dropout=model_cfg.dropout, activation=model_cfg.activation,
-        layer_norm_epsilon=model_cfg.layer_norm_epsilon, attention=model_cfg.attention,
-        initializer_range=model_cfg.initializer_range)
+    """BertEncoder init arguments of a bertbench.config.ModelConfig (or any object with its fields)."""
+    return {field: getattr(model_cfg, field) for field in ENCODER_FIELDS}
 
 
 def build_encoder(model_cfg, **kwargs):

@@ -1,5 +1,5 @@
-"""`features` command: per-token hidden states as JSON lines, like google-research/bert's
-`extract_features.py`.
+"""Per-token hidden states as JSON lines, like google-research/bert's `extract_features.py` (the
+`features` command's library part; the command is bertbench.commands.features).
 
 Input: one example per line, `text_a` or `text_a ||| text_b` (the original's separator).
 Output: one JSON object per input line, in the original layout:
@@ -17,34 +17,12 @@ import re
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from bertbench.errors import BertbenchError
+from bertbench.text.tokenizer import WordPieceTokenizer
 
 _PAIR = re.compile(r"^(.*) \|\|\| (.*)$")  # the original's split of "text_a ||| text_b"
-
-
-def add_arguments(parser):
-    parser.add_argument("--init", required=True,
-                        help="encoder checkpoint: a bertbench checkpoint folder or a Hugging Face BERT folder")
-    parser.add_argument("--input", required=True, help="text file, one 'text_a' or 'text_a ||| text_b' per line")
-    parser.add_argument("--out", required=True, help="output JSON-lines file")
-    parser.add_argument("--layers", default="-1,-2,-3,-4",
-                        help="comma-separated layer indexes: 0 = embeddings, -1 = last (default: -1,-2,-3,-4)")
-    parser.add_argument("--max-seq-length", type=int, default=None,
-                        help="tokens per input, [CLS]/[SEP] included (default: 128, or the encoder's "
-                             "position limit if smaller)")
-    parser.add_argument("--batch-size", type=int, default=8, help="inputs per forward pass")
-    # Let `--layers -1,-2` parse as a value: argparse only treats '-1' (not '-1,-2') as a number.
-    parser._negative_number_matcher = re.compile(r"^-\.?\d")  # no option of ours looks like that
-
-
-def parse_layers(text):
-    """'-1,-2' -> [-1, -2]; one-line error for anything else."""
-    try:
-        layers = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise BertbenchError(f"--layers {text!r} is not a comma-separated list of integers "
-                             f"(e.g. -1,-2,-3,-4)") from None
-    return layers
 
 
 def check_layers(layers, num_layers):
@@ -78,11 +56,10 @@ def read_examples(path):
 
 
 def extract_features(loaded, examples, layers, max_seq_length=128, batch_size=8):
-    """Yield the output dict of each example: {"linex_index", "features"} (original layout)."""
-    import numpy as np
+    """Yield the output dict of each example: {"linex_index", "features"} (original layout).
 
-    from bertbench.text.tokenizer import WordPieceTokenizer
-
+    loaded: a bertbench.model.checkpoint.LoadedEncoder; examples: [(text_a, text_b or None)].
+    """
     check_layers(layers, loaded.model_cfg.num_layers)
     if max_seq_length > loaded.model_cfg.max_sequence_length:
         raise BertbenchError(f"--max-seq-length {max_seq_length} exceeds the encoder's "
@@ -127,19 +104,3 @@ def write_jsonl_atomic(records, out_path):
         if os.path.exists(tmp):
             os.remove(tmp)
     return count
-
-
-def main(args):
-    from bertbench.model.checkpoint import load_encoder
-
-    layers = parse_layers(args.layers)
-    examples = read_examples(args.input)
-    if args.max_seq_length is not None and args.max_seq_length < 3:
-        raise BertbenchError(f"--max-seq-length must be at least 3, got {args.max_seq_length}")
-    loaded = load_encoder(args.init)
-    check_layers(layers, loaded.model_cfg.num_layers)
-    max_seq_length = args.max_seq_length or min(128, loaded.model_cfg.max_sequence_length)
-    count = write_jsonl_atomic(
-        extract_features(loaded, examples, layers, max_seq_length, args.batch_size), args.out)
-    print(f"wrote features of {count} inputs (layers {layers}) to {args.out}")
-    return 0

@@ -1,41 +1,34 @@
-"""Fine-tuning heads: Keras models that wrap a BertEncoder (the encoder knows nothing of them).
+"""Layers the fine-tuning heads share (model code: shapes, no task knowledge).
 
-`build_task_model(encoder, kind, ...)` returns a functional model with the encoder's input dict
-(`token_ids`, `segment_ids`, `padding_mask`; [batch, seq] int32, or [batch, choices, seq] for
-multiple choice) and ONE output tensor, so it trains with `compile(loss=task_loss(kind))` + `fit`:
+Each task kind (bertbench.finetuning.<kind>.build_head) assembles its model from these pieces:
+`encoder_inputs` (the encoder's input dict, [b, s] or [b, choices, s] int32), `sentence_features`
+(encoder -> `sentence_vector` [b, H'] -> dropout) or `token_features` (encoder -> [b, s, H'] per token),
+`bilstm_sequence`, `select_features` + `FrozenEncoder` (feature-based, Table 7), `FoldChoices`
+(multiple choice), `DropMask`, and `initializer()` for the heads' dense layers.
 
-    classification   logits [b, num_labels]   from dropout + dense on the pooled [CLS] output
-    regression       score  [b]               same, one output, MSE loss
-    span             logits [b, s, 2]         start/end logits from the sequence output
-    tagging          logits [b, s, num_labels] per token; only the first piece of each word has a
-                                              label (-1 elsewhere), as google-research/bert NER
-    multiple_choice  logits [b, num_choices]  one score per (context, ending) [CLS], softmax over them
-
-Choices worth knowing (see also the report in finetune.py):
+Choices worth knowing:
 - A causal (LTR) encoder keeps its causal attention. Its [CLS] (position 0) can attend to nothing
   but itself, so sentence-level heads read the sequence output at the LAST real token instead
-  (the GPT-style choice), through the same dropout + dense.
+  (the GPT-style choice, `LastTokenPool`), through the same dropout + dense.
 - head="bilstm" (Table 5 "+ BiLSTM"): a randomly initialised BiLSTM (H units per direction, padding
-  masked) on the sequence output. Span tasks read its per-token outputs; sentence tasks read the
-  concatenation of its final states (forward after the last real token, backward after [CLS]).
-- feature_layers != "" (Table 7, feature-based NER): the encoder is frozen (trainable=False and run
-  with training=False, so no dropout in it); features from `hidden_states` feed a randomly
-  initialised 2-layer BiLSTM (H units per direction) and a tagging layer.
+  masked) on the sequence output. Span and tagging heads read its per-token outputs; sentence heads
+  read the concatenation of its final states (forward after the last real token, backward after [CLS]).
+- Feature-based (Table 7): the encoder is frozen (trainable=False and run with training=False, so
+  no dropout in it); `select_features` picks from its `hidden_states`.
 """
 
 import keras
 from keras import ops
 
-from bertbench.errors import BertbenchError, ConfigError
+from bertbench.errors import ConfigError
 
-KINDS = ("classification", "regression", "span", "tagging", "multiple_choice")
 FEATURE_CHOICES = ("embeddings", "second_to_last", "last", "sum_last_four", "concat_last_four", "sum_all")
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
-IGNORE_LABEL = -1  # tagging label of positions that take no part in loss or prediction
 
 
-def _init():
-    return keras.initializers.TruncatedNormal(stddev=0.02)  # google-research/bert heads
+def initializer():
+    """Kernel initializer of every head's dense layer (google-research/bert heads)."""
+    return keras.initializers.TruncatedNormal(stddev=0.02)
 
 
 @keras.saving.register_keras_serializable(package="bertbench")
@@ -126,8 +119,8 @@ class FoldChoices(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="bertbench")
 class DropMask(keras.layers.Layer):
     """Identity that ends Keras mask propagation: a mask reaching the output would be used by
-    compile() as sample weights, but our losses already handle padding (span: [CLS]-based targets,
-    tagging: -1 labels)."""
+    compile() as sample weights, but the task losses already handle padding (their targets say
+    which positions count)."""
 
     def call(self, x):
         return ops.copy(x)  # a new tensor: returning `x` itself would keep its attached mask
@@ -136,7 +129,7 @@ class DropMask(keras.layers.Layer):
         return None
 
 
-def _bilstm_sequence(x, units, mask, name):
+def bilstm_sequence(x, units, mask, name):
     """BiLSTM over [b, s, d] with padding masked -> [b, s, 2 * units], no mask attached."""
     lstm = keras.layers.Bidirectional(keras.layers.LSTM(units, return_sequences=True), name=name)
     return DropMask(name=f"{name}_unmask")(lstm(x, mask=mask))
@@ -169,127 +162,34 @@ def select_features(hidden_states, feature_layers, name="features"):
                       f"{', '.join(FEATURE_CHOICES)}")
 
 
-def _inputs(num_choices=None):
+def encoder_inputs(num_choices=None):
+    """The encoder's input dict as keras.Inputs: [b, s] int32, or [b, num_choices, s]."""
     shape = (None,) if num_choices is None else (num_choices, None)
     return {name: keras.Input(shape=shape, dtype="int32", name=name) for name in INPUT_NAMES}
 
 
-def _sentence_vector(encoder, outputs, padding_mask, head, mask):
-    """[b, H'] sentence representation for classification, regression and multiple choice."""
+def sentence_vector(encoder, outputs, padding_mask, head):
+    """[b, H'] sentence representation for classification, regression and multiple choice.
+
+    outputs: the encoder's output dict; padding_mask [b, s]; head "default" or "bilstm".
+    """
     if head == "bilstm":  # [fwd state after last real token ; bwd state after [CLS]] -> [b, 2H]
         lstm = keras.layers.Bidirectional(keras.layers.LSTM(encoder.hidden_dim), name="bilstm")
-        return lstm(outputs["sequence_output"], mask=mask)
+        return lstm(outputs["sequence_output"], mask=ops.cast(padding_mask, "bool"))
     if encoder.attention == "causal":  # [CLS] sees only itself under causal attention
         return LastTokenPool(name="last_token_pool")(outputs["sequence_output"], padding_mask)
     return outputs["pooled_output"]
 
 
-def build_task_model(encoder, kind, num_labels=0, head="default", feature_layers="", dropout=0.1,
-                     num_choices=4, name=None):
-    """A keras.Model for one task kind (see the module docstring for outputs and choices)."""
-    if kind not in KINDS:
-        raise BertbenchError(f"unknown task kind '{kind}'; choose one of: {', '.join(KINDS)}")
-    if kind in ("classification", "tagging") and num_labels < 2:
-        raise BertbenchError(f"a {kind} head needs at least 2 labels, got {num_labels}")
-    if feature_layers and kind != "tagging":
-        raise ConfigError(f"finetune.feature_layers='{feature_layers}' (feature-based) is only "
-                          f"for tagging tasks (CoNLL-2003 NER), not {kind}; set it to \"\"")
-    if feature_layers and head != "default":
-        raise ConfigError("finetune.head='bilstm' cannot be combined with feature_layers: the "
-                          "feature-based model already has its own 2-layer BiLSTM")
-    inputs = _inputs(num_choices if kind == "multiple_choice" else None)
-    enc_inputs = inputs
-    if kind == "multiple_choice":  # each (context, ending) pair is one encoder row
-        fold = FoldChoices(num_choices, name="fold_choices")
-        enc_inputs = {k: fold(v) for k, v in inputs.items()}
-    mask = ops.cast(enc_inputs["padding_mask"], "bool")  # [b, s], for the BiLSTMs
-    if feature_layers:
-        hidden_states = FrozenEncoder(encoder, name="frozen_encoder")(enc_inputs)
-        x = select_features(hidden_states, feature_layers)
-        x = _bilstm_sequence(x, encoder.hidden_dim, mask, "bilstm_1")
-        x = _bilstm_sequence(x, encoder.hidden_dim, mask, "bilstm_2")
-        x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-        logits = keras.layers.Dense(num_labels, kernel_initializer=_init(), name="tag_logits")(x)
-        return keras.Model(inputs, logits, name=name or "feature_tagger")
-    outputs = encoder(enc_inputs)
-    if kind == "span":
-        x = outputs["sequence_output"]
-        if head == "bilstm":
-            x = _bilstm_sequence(x, encoder.hidden_dim, mask, "bilstm")
-        logits = keras.layers.Dense(2, kernel_initializer=_init(), name="span_logits")(x)  # [b, s, 2]
-        return keras.Model(inputs, logits, name=name or "span_model")
-    if kind == "tagging":
-        x = outputs["sequence_output"]
-        if head == "bilstm":
-            x = _bilstm_sequence(x, encoder.hidden_dim, mask, "bilstm")
-        x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-        logits = keras.layers.Dense(num_labels, kernel_initializer=_init(), name="tag_logits")(x)
-        return keras.Model(inputs, logits, name=name or "tagger")
-    x = _sentence_vector(encoder, outputs, enc_inputs["padding_mask"], head, mask)
-    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
-    if kind == "classification":
-        logits = keras.layers.Dense(num_labels, kernel_initializer=_init(), name="logits")(x)
-        return keras.Model(inputs, logits, name=name or "classifier")
-    score = keras.layers.Dense(1, kernel_initializer=_init(), name="score")(x)  # [b(*c), 1]
-    if kind == "regression":
-        score = keras.layers.Reshape((), name="squeeze")(score)  # [b]
-        return keras.Model(inputs, score, name=name or "regressor")
-    logits = FoldChoices(num_choices, fold=False, name="unfold_choices")(score)  # [b, c]
-    return keras.Model(inputs, logits, name=name or "multiple_choice")
+def sentence_features(encoder, inputs, head, dropout):
+    """encoder -> sentence_vector -> dropout: what a sentence-level head's dense layer reads."""
+    x = sentence_vector(encoder, encoder(inputs), inputs["padding_mask"], head)
+    return keras.layers.Dropout(dropout, name="head_dropout")(x)
 
 
-# ---- losses: fn(y_true, y_pred) -> per-example values; Keras averages them over the batch ----
-
-
-def classification_loss(y_true, y_pred):
-    """y_true [b] label ids, y_pred [b, C] logits -> [b] cross-entropy."""
-    labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
-    return keras.losses.sparse_categorical_crossentropy(labels, y_pred, from_logits=True)
-
-
-def regression_loss(y_true, y_pred):
-    """y_true [b] floats, y_pred [b] -> [b] squared error."""
-    return ops.square(ops.cast(ops.reshape(y_true, (-1,)), y_pred.dtype) - y_pred)
-
-
-def span_loss(y_true, y_pred):
-    """y_true [b, 2] (start, end) token positions, y_pred [b, s, 2] logits -> [b] mean of the two CEs.
-
-    As google-research/bert run_squad: impossible (SQuAD v2) windows point both at [CLS] (0).
-    """
-    positions = ops.cast(y_true, "int32")
-    start = keras.losses.sparse_categorical_crossentropy(positions[:, 0], y_pred[:, :, 0], from_logits=True)
-    end = keras.losses.sparse_categorical_crossentropy(positions[:, 1], y_pred[:, :, 1], from_logits=True)
-    return (start + end) / 2.0
-
-
-def tagging_loss(y_true, y_pred):
-    """y_true [b, s] tag ids (-1 = ignored), y_pred [b, s, C] -> [b] values whose batch mean is the
-    mean cross-entropy over the labelled (first-piece) tokens of the batch."""
-    labels = ops.cast(y_true, "int32")
-    mask = ops.cast(labels != IGNORE_LABEL, y_pred.dtype)  # [b, s]
-    ce = keras.losses.sparse_categorical_crossentropy(ops.maximum(labels, 0), y_pred, from_logits=True)
-    per_example = ops.sum(ce * mask, axis=1)  # [b]
-    batch = ops.cast(ops.shape(labels)[0], y_pred.dtype)
-    return per_example * batch / ops.maximum(ops.sum(mask), 1.0)
-
-
-LOSSES = {"classification": classification_loss, "regression": regression_loss, "span": span_loss,
-          "tagging": tagging_loss, "multiple_choice": classification_loss}
-
-
-def task_loss(kind):
-    """The loss function of a task kind, for `model.compile(loss=...)`."""
-    if kind not in LOSSES:
-        raise BertbenchError(f"unknown task kind '{kind}'; choose one of: {', '.join(KINDS)}")
-    return LOSSES[kind]
-
-
-def first_piece_predictions(logits, labels_mask):
-    """Per-row lists of argmax tag ids at the labelled positions (first piece of each word).
-
-    logits [n, s, C] numpy; labels_mask [n, s] bool (True where a word starts). Returns list of
-    lists in word order.
-    """
-    ids = logits.argmax(-1)
-    return [row_ids[row_mask].tolist() for row_ids, row_mask in zip(ids, labels_mask)]
+def token_features(encoder, inputs, head):
+    """encoder sequence output [b, s, H] (-> BiLSTM [b, s, 2H] for head="bilstm"), mask dropped."""
+    x = encoder(inputs)["sequence_output"]
+    if head == "bilstm":
+        x = bilstm_sequence(x, encoder.hidden_dim, ops.cast(inputs["padding_mask"], "bool"), "bilstm")
+    return x

@@ -1,4 +1,5 @@
-"""`models` command: the model presets with L / H / A, feed-forward size and parameter count.
+"""The model presets with L / H / A, feed-forward size and parameter count (the `models` command's
+library part; the command is bertbench.commands.models).
 
 Counts are analytic (no model is built), equal to BertEncoder.count_params(): the paper's
 BERT-base is 110M (109,482,240 exactly) and BERT-large 340M (335,141,888) with vocab 30,522.
@@ -17,13 +18,6 @@ def count_parameters(model_cfg):
     block = attention + feed_forward + 2 * (2 * h)  # two LayerNorms (gamma, beta)
     pooler = h * h + h
     return embeddings + model_cfg.num_layers * block + pooler
-
-
-def add_arguments(parser):
-    parser.add_argument("--vocab-size", type=int, default=30522,
-                        help="vocabulary size used for the counts (default: 30522, bert-base-uncased)")
-    parser.add_argument("--max-seq-length", type=int, default=512,
-                        help="position-embedding table size used for the counts (default: 512)")
 
 
 def preset_rows(vocab_size=30522, max_seq_length=512):
@@ -46,12 +40,3 @@ def format_table(rows):
     for c in cells:
         lines.append("  ".join(v.ljust(w) if k == 0 else v.rjust(w) for k, (v, w) in enumerate(zip(c, widths))))
     return "\n".join(lines)
-
-
-def main(args):
-    from bertbench.errors import BertbenchError
-
-    if args.vocab_size <= 0 or args.max_seq_length <= 0:
-        raise BertbenchError("--vocab-size and --max-seq-length must be positive integers")
-    print(format_table(preset_rows(args.vocab_size, args.max_seq_length)))
-    return 0

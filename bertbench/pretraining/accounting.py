@@ -4,6 +4,7 @@ The one home of these counts: the loop's summary, the runner's dry-run plan and 
 and the benchmarks all read them from here.
 
     phases(cfg)              [(seq_length, first_step, end_step)], the paper's 128 -> 512 schedule
+    step_tokens(b, seq)      token positions of one training step (progress lines, benchmarks)
     phase_tokens(plan, b, s) token positions trained from step s to the end
     pretrain_tokens(cfg)     token positions of the whole run
     estimate_flops(m, cfg)   training FLOPs of the whole run (matmuls; forward + backward = 3x forward)
@@ -18,9 +19,14 @@ def phases(cfg):
     return [(cfg.max_seq_length, 0, switch), (cfg.phase2_max_seq_length, switch, cfg.num_steps)]
 
 
+def step_tokens(batch_size, seq_length):
+    """Token positions of one training step: every position of every sequence, padding included."""
+    return batch_size * seq_length
+
+
 def phase_tokens(plan, batch_size, from_step=0):
     """Token positions processed from `from_step` to the end of `plan`, each phase at its length."""
-    return sum(max(0, end - max(first, from_step)) * batch_size * seq for seq, first, end in plan)
+    return sum(max(0, end - max(first, from_step)) * step_tokens(batch_size, seq) for seq, first, end in plan)
 
 
 def pretrain_tokens(cfg):

@@ -1,8 +1,10 @@
-"""The pretraining loop's inputs: corpus -> tokenized documents (cached) -> train / held-out datasets.
+"""The pretraining corpus, read once: corpus -> tokenized train / held-out documents (cached).
 
-Tokenizing and sentence-splitting a large corpus takes minutes, so the tokenized documents are
-cached under a hash of what determines them (corpus files with sizes and mtimes, vocabulary content,
-casing, held-out split), cramming-style: every run on the same corpus and vocabulary reuses them.
+The one reader of pretraining text: the loop (`pretrain`), the benchmarks and the TFRecord writer
+(`pretrain-data`) all take their documents from `PretrainingCorpus`. Tokenizing and
+sentence-splitting a large corpus takes minutes, so the tokenized documents are cached under a hash
+of what determines them (corpus files with sizes and mtimes, vocabulary content, casing, held-out
+split, document limit), cramming-style: every run on the same corpus and vocabulary reuses them.
 """
 
 import hashlib
@@ -13,14 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bertbench.resources import sample_path
+from bertbench.pretraining.instances import tokenize_documents
+from bertbench.text.corpus import DocumentReader, corpus_files, split_heldout
 
 CACHE_ENV = "BERTBENCH_CACHE"
-CACHE_VERSION = 1  # bump when corpus reading or tokenization changes
-
-
-def corpus_path(corpus):
-    return sample_path("corpus") if corpus == "sample" else Path(corpus)
+CACHE_VERSION = 2  # bump when corpus reading, tokenization or the cached layout changes
 
 
 def default_cache_dir():
@@ -28,36 +27,44 @@ def default_cache_dir():
 
 
 class PretrainingCorpus:
-    """Tokenized train / held-out documents of a PretrainConfig's corpus, and their datasets."""
+    """Tokenized documents of a corpus: `train_docs` and `heldout_docs`, each a list of documents,
+    a document a list of sentences, a sentence an int32 array of WordPiece ids (no specials).
 
-    def __init__(self, cfg, tokenizer, cache_dir=None):
-        from bertbench.text.corpus import corpus_files
+    corpus: a file, a folder or "sample"; heldout_fraction/seed: the seeded document-level split
+    (0 = every document trains); max_documents: read at most this many documents.
+    """
 
-        self.cfg, self.tokenizer = cfg, tokenizer
-        path = corpus_path(cfg.corpus)
-        files = corpus_files(path)
-        key = _cache_key(files, tokenizer, cfg)
+    def __init__(self, corpus, tokenizer, heldout_fraction=0.0, seed=0, max_documents=None, cache_dir=None):
+        self.tokenizer = tokenizer
+        files = corpus_files(corpus)
+        key = _cache_key(files, tokenizer, heldout_fraction, seed, max_documents)
         cache = Path(cache_dir or default_cache_dir()) / "corpus" / f"{key}.npz"
         if cache.exists():
-            self.train_docs, self.heldout_docs, self._stats = _load(cache)
+            self.train_docs, self.heldout_docs, self._counts = _load(cache)
         else:
-            self.train_docs, self.heldout_docs, self._stats = _tokenize(path, tokenizer, cfg)
-            _save(cache, self.train_docs, self.heldout_docs, self._stats)
-        self._stats["cache"] = str(cache)
+            reader = DocumentReader(corpus, max_documents=max_documents)
+            self.train_docs, self.heldout_docs, self._counts = _tokenize(reader, tokenizer, heldout_fraction, seed)
+            _save(cache, self.train_docs, self.heldout_docs, self._counts)
+        self.cache_path = str(cache)
 
-    def train_dataset(self, seq_length, batch_size):
-        from bertbench.pretraining.tfrecords import pretraining_dataset
+    @property
+    def reading(self):
+        """CorpusStats counts of the reading pass (files, lines, documents, sentences, skipped ...)."""
+        return dict(self._counts["reading"])
 
-        return pretraining_dataset(self.cfg, self.tokenizer, documents=self.train_docs, batch_size=batch_size,
-                                   seq_length=seq_length, seed=self.cfg.seed, repeat=True)
+    @property
+    def tokenization(self):
+        """Sentences and documents that tokenized to nothing (dropped)."""
+        return dict(self._counts["tokenization"])
 
-    def heldout_dataset(self, seq_length, batch_size):
-        """One fixed pass over the held-out documents: fixed masks (seeded), no shuffling."""
-        from bertbench.pretraining.tfrecords import pretraining_dataset
-
-        return pretraining_dataset(self.cfg, self.tokenizer, documents=self.heldout_docs,
-                                   batch_size=batch_size, seq_length=seq_length, seed=self.cfg.seed + 1,
-                                   repeat=False, shuffle=False, drop_remainder=False)
+    def stats(self):
+        """The pretraining summary's corpus figures: reading counts, tokenization drops (documents
+        dropped by either pass summed), tokens, cache file, train / held-out document counts."""
+        reading, dropped = self.reading, self.tokenization
+        return dict(reading, skipped_documents=reading["skipped_documents"] + dropped["skipped_documents"],
+                    skipped_sentences=dropped["skipped_sentences"], tokens=self._counts["tokens"],
+                    cache=self.cache_path, train_documents=len(self.train_docs),
+                    heldout_documents=len(self.heldout_docs))
 
     def unigram_baseline(self):
         """Accuracy and perplexity of a unigram model (train token frequencies, add-one smoothed)
@@ -78,9 +85,6 @@ class PretrainingCorpus:
         mask[special] = False
         return mask
 
-    def stats(self):
-        return dict(self._stats, train_documents=len(self.train_docs), heldout_documents=len(self.heldout_docs))
-
 
 def _counts(docs, vocab_size, special):
     counts = np.zeros(vocab_size, dtype=np.float64)
@@ -91,26 +95,27 @@ def _counts(docs, vocab_size, special):
     return counts
 
 
-def _cache_key(files, tokenizer, cfg):
+def _cache_key(files, tokenizer, heldout_fraction, seed, max_documents):
     parts = {"version": CACHE_VERSION, "lowercase": tokenizer.lowercase,
              "vocab": hashlib.sha256(Path(tokenizer.vocab_path).read_bytes()).hexdigest(),
-             "heldout_fraction": cfg.heldout_fraction, "seed": cfg.seed,
+             "heldout_fraction": heldout_fraction, "seed": seed, "max_documents": max_documents,
              "files": [(str(Path(f).resolve()), os.path.getsize(f), int(os.path.getmtime(f))) for f in files]}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _tokenize(path, tokenizer, cfg):
-    from bertbench.text.corpus import DocumentReader, split_heldout
-    from bertbench.pretraining.instances import tokenize_documents
-
-    reader = DocumentReader(path)
-    documents = list(reader)
-    train, heldout = split_heldout(documents, cfg.heldout_fraction, cfg.seed)
-    stats = dict(reader.stats.as_dict())
-    train_docs = tokenize_documents(tokenizer, train, stats=stats)
-    heldout_docs = tokenize_documents(tokenizer, heldout, stats=stats)
-    stats["tokens"] = int(sum(len(s) for d in train_docs + heldout_docs for s in d))
-    return train_docs, heldout_docs, stats
+def _tokenize(reader, tokenizer, heldout_fraction, seed):
+    """(train_docs, heldout_docs, counts) of a DocumentReader; without a held-out split the documents
+    stream through the tokenizer (the text is never all in memory)."""
+    if heldout_fraction:
+        train, heldout = split_heldout(list(reader), heldout_fraction, seed)
+    else:
+        train, heldout = reader, []
+    dropped = {}
+    train_docs = tokenize_documents(tokenizer, train, stats=dropped)
+    heldout_docs = tokenize_documents(tokenizer, heldout, stats=dropped)
+    counts = {"reading": reader.stats.as_dict(), "tokenization": dropped,
+              "tokens": int(sum(len(s) for d in train_docs + heldout_docs for s in d))}
+    return train_docs, heldout_docs, counts
 
 
 def _pack(docs):
@@ -127,17 +132,17 @@ def _unpack(flat, sentence_lengths, doc_sizes):
     return [sentences[bounds[i]:bounds[i + 1]] for i in range(len(doc_sizes))]
 
 
-def _save(path, train, heldout, stats):
+def _save(path, train, heldout, counts):
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {}
     for name, docs in (("train", train), ("heldout", heldout)):
         arrays[f"{name}_ids"], arrays[f"{name}_lengths"], arrays[f"{name}_docs"] = _pack(docs)
     tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")
-    np.savez(tmp, stats=json.dumps(stats), **arrays)
+    np.savez(tmp, counts=json.dumps(counts), **arrays)
     os.replace(tmp, path)
 
 
 def _load(path):
     with np.load(path) as data:
         docs = [_unpack(data[f"{n}_ids"], data[f"{n}_lengths"], data[f"{n}_docs"]) for n in ("train", "heldout")]
-        return docs[0], docs[1], json.loads(str(data["stats"]))
+        return docs[0], docs[1], json.loads(str(data["counts"]))

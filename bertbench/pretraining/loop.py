@@ -1,4 +1,5 @@
-"""Pretraining loop (`pretrain` command): corpus -> instances -> encoder + objective heads -> checkpoint.
+"""Pretraining loop: corpus -> instances -> encoder + objective heads -> checkpoint (the `pretrain`
+command's library part; the command is bertbench.commands.pretrain).
 
 One custom loop inside a `tf.distribute` strategy: AdamW with warmup + linear decay, global-norm
 clipping, checkpoints every N steps (tf.train.CheckpointManager, model + optimizer + data iterator, so
@@ -13,10 +14,15 @@ import sys
 import time
 from pathlib import Path
 
-from bertbench.config import ModelConfig, PretrainConfig, apply_overrides, model_preset, to_dict
+from bertbench.config import to_dict
 from bertbench.errors import BertbenchError, ConfigError
 from bertbench.files import write_json_atomic
-from bertbench.pretraining.accounting import estimate_flops, phase_tokens, phases
+from bertbench.model.checkpoint import save_encoder
+from bertbench.model.strategy import get_strategy
+from bertbench.pretraining.accounting import estimate_flops, phase_tokens, phases, step_tokens
+from bertbench.pretraining.dataset import heldout_dataset, train_dataset
+from bertbench.pretraining.inputs import PretrainingCorpus
+from bertbench.text.tokenizer import load_tokenizer
 
 
 def resolve_model_config(model_cfg, pretrain_cfg, vocabulary_size):
@@ -152,13 +158,11 @@ def pretrain(model_cfg, cfg, out_dir, strategy="default", export_at=(), verbose=
 
     Writes `out_dir/encoder/` (a bertbench encoder checkpoint, what fine-tuning loads),
     `out_dir/encoder_step{k}/` for each k in `export_at`, `out_dir/summary.json`, `out_dir/logs/`.
+    The summary's "model" is the RESOLVED model config (`resolve_model_config`: the tokenizer's
+    vocabulary size, causal attention for "ltr"), the one the encoder was built with: a record of
+    the run must take its model config from there, not from the config asked for.
     """
     import keras
-
-    from bertbench.model.checkpoint import save_encoder
-    from bertbench.model.strategy import get_strategy
-    from bertbench.pretraining.inputs import PretrainingCorpus
-    from bertbench.text.tokenizer import load_tokenizer
 
     out_dir = Path(out_dir)
     summary_path = out_dir / "summary.json"
@@ -174,7 +178,7 @@ def pretrain(model_cfg, cfg, out_dir, strategy="default", export_at=(), verbose=
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(cfg.precision)
     try:
-        corpus = PretrainingCorpus(cfg, tokenizer)
+        corpus = PretrainingCorpus(cfg.corpus, tokenizer, cfg.heldout_fraction, cfg.seed)
         strategy_obj = get_strategy(strategy)
         trainer = Trainer(model_cfg, cfg, strategy_obj)
         summary = _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokenizer)
@@ -192,10 +196,8 @@ def pretrain(model_cfg, cfg, out_dir, strategy="default", export_at=(), verbose=
 def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokenizer):
     import tensorflow as tf
 
-    from bertbench.model.checkpoint import save_encoder
-
     plan = phases(cfg)
-    datasets = [corpus.train_dataset(seq, cfg.batch_size) for seq, _, _ in plan]
+    datasets = [train_dataset(corpus, cfg, seq, cfg.batch_size) for seq, _, _ in plan]
     trainer.build(next(iter(datasets[0])))
     # Plain tf.data iterators (checkpointable, unlike distributed ones); each global batch is split
     # across replicas by `Trainer.distribute`.
@@ -207,7 +209,7 @@ def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokeniz
     if manager.latest_checkpoint:
         ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     step = int(trainer.optimizer.iterations.numpy())
-    heldout = corpus.heldout_dataset(cfg.max_seq_length, cfg.batch_size)
+    heldout = heldout_dataset(corpus, cfg, cfg.max_seq_length, cfg.batch_size)
     initial_path = out_dir / "initial_eval.json"
     if not initial_path.exists():  # step-0 held-out metrics, kept across resumes
         write_json_atomic(initial_path, trainer.evaluate(heldout) if step == 0 else {})
@@ -231,7 +233,7 @@ def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokeniz
                 _log(writer, out_dir, step, window, trainer, progress, cfg, seq)
                 window = {}
             else:
-                progress.update(step, cfg.batch_size * seq, {"loss": loss})
+                progress.update(step, step_tokens(cfg.batch_size, seq), {"loss": loss})
             if step % cfg.checkpoint_every == 0 or step == cfg.num_steps:
                 manager.save(checkpoint_number=step)
             if step in export_at:
@@ -275,56 +277,5 @@ def _log(writer, out_dir, step, window, trainer, progress, cfg, seq):
             tf.summary.scalar(k, v)
     with open(out_dir / "metrics.jsonl", "a") as handle:  # the loss curve, for checks
         handle.write(json.dumps({"step": step, **metrics}) + "\n")
-    progress.update(step, cfg.batch_size * seq, {k: v for k, v in metrics.items() if k != "lm_perplexity"},
-                    force=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-
-
-def add_arguments(parser):
-    parser.add_argument("--model", default="tiny", help="model preset (see `bertbench models`)")
-    parser.add_argument("--objective", default="mlm+nsp", help="mlm+nsp (BERT), mlm (No NSP), ltr")
-    parser.add_argument("--steps", type=int, default=None, help="training steps")
-    parser.add_argument("--corpus", default=None, help="corpus file or folder (default: bundled sample)")
-    parser.add_argument("--vocab", default=None, help="vocab.txt (default: bundled sample vocabulary)")
-    parser.add_argument("--out", required=True, help="output directory (rerun to resume)")
-    parser.add_argument("--strategy", default="default", help="default, one_device, mirrored, multiworker, tpu")
-    parser.add_argument("--config", default=None, help="TOML file with [model] and [pretrain] tables")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a setting, e.g. --set pretrain.batch_size=32 --set model.dropout=0")
-
-
-def configs_from_args(args):
-    """(ModelConfig, PretrainConfig) from a preset, an optional TOML file and key=value overrides."""
-    from bertbench.config import from_dict, load_toml
-
-    data = load_toml(args.config) if args.config else {}
-    unknown = set(data) - {"model", "pretrain"}
-    if unknown:
-        raise ConfigError(f"{args.config}: unknown table(s) {sorted(unknown)}; expected [model] and [pretrain]")
-    model_cfg = model_preset(args.model)
-    if data.get("model"):
-        model_cfg = from_dict(ModelConfig, {**to_dict(model_cfg), **data["model"]}, prefix="model.")
-    pretrain_fields = dict(data.get("pretrain", {}), objective=args.objective)
-    for key, value in (("num_steps", args.steps), ("corpus", args.corpus), ("vocab", args.vocab)):
-        if value is not None:
-            pretrain_fields[key] = value
-    if args.steps is not None and "warmup_steps" not in pretrain_fields:
-        pretrain_fields["warmup_steps"] = min(PretrainConfig.warmup_steps, max(args.steps // 10, 0))
-    cfg = from_dict(PretrainConfig, pretrain_fields, prefix="pretrain.")
-    model_over = [o.split(".", 1)[1] for o in args.overrides if o.startswith("model.")]
-    pre_over = [o.split(".", 1)[1] for o in args.overrides if o.startswith("pretrain.")]
-    bad = [o for o in args.overrides if not o.startswith(("model.", "pretrain."))]
-    if bad:
-        raise ConfigError(f"override '{bad[0]}' must start with model. or pretrain.")
-    return apply_overrides(model_cfg, model_over), apply_overrides(cfg, pre_over)
-
-
-def main(args):
-    model_cfg, cfg = configs_from_args(args)
-    summary = pretrain(model_cfg, cfg, args.out, strategy=args.strategy)
-    shown = {k: summary[k] for k in ("steps", "tokens_seen", "train_wall_time_s", "heldout") if k in summary}
-    print(json.dumps(shown, indent=2))
-    return 0
+    shown = {k: v for k, v in metrics.items() if k != "lm_perplexity"}
+    progress.update(step, step_tokens(cfg.batch_size, seq), shown, force=True)

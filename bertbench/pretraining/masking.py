@@ -22,12 +22,10 @@ import dataclasses
 
 import numpy as np
 
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class MaskingSpec:
-    """Everything masking needs: vocabulary facts + the config's masking settings."""
+    """Everything masking needs: vocabulary facts + the masking settings (plain values)."""
 
     vocabulary_size: int
     mask_id: int
@@ -53,19 +51,22 @@ class MaskingSpec:
         return out
 
 
-def masking_spec(tokens, special_ids, mask_id, cfg, seq_length=None):
-    """A MaskingSpec from a vocabulary (list of token strings) and a PretrainConfig."""
+def masking_spec(tokens, special_ids, mask_id, masked_lm_prob=0.15, max_predictions=20,
+                 fractions=(0.8, 0.1, 0.1), whole_word=False):
+    """A MaskingSpec from a vocabulary (list of token strings, line i = id i) and masking settings."""
     return MaskingSpec(
         vocabulary_size=len(tokens), mask_id=int(mask_id),
         special_ids=tuple(sorted(int(i) for i in special_ids)),
         is_continuation=np.array([t.startswith("##") for t in tokens], dtype=bool),
-        masked_lm_prob=cfg.masked_lm_prob, max_predictions=cfg.predictions_per_seq(seq_length),
-        fractions=tuple(float(f) for f in cfg.masking), whole_word=cfg.whole_word_masking)
+        masked_lm_prob=masked_lm_prob, max_predictions=max_predictions,
+        fractions=tuple(float(f) for f in fractions), whole_word=whole_word)
 
 
-def spec_from_tokenizer(tokenizer, cfg, seq_length=None):
-    """A MaskingSpec for a bertbench WordPieceTokenizer."""
-    return masking_spec(list(tokenizer.vocab), tokenizer.special_ids, tokenizer.mask_id, cfg, seq_length)
+def spec_from_tokenizer(tokenizer, masked_lm_prob=0.15, max_predictions=20, fractions=(0.8, 0.1, 0.1),
+                        whole_word=False):
+    """A MaskingSpec for a bertbench WordPieceTokenizer (vocabulary, specials and [MASK] from it)."""
+    return masking_spec(list(tokenizer.vocab), tokenizer.special_ids, tokenizer.mask_id, masked_lm_prob,
+                        max_predictions, fractions, whole_word)
 
 
 def num_to_predict(lengths, spec):

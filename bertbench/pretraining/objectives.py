@@ -6,43 +6,61 @@ tied to the token embedding, plus an output bias (keras_hub.layers.MaskedLMHead)
 the same head at every position, predicting the next token under causal attention.
 """
 
+import math
+
 import keras
 import tensorflow as tf
 from keras_hub.layers import MaskedLMHead
 
+from bertbench.model.layers import keras_activation
+
 ENCODER_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 
 
-def gelu_exact(x):
-    return keras.activations.gelu(x, approximate=False)
-
-
-def gelu_approximate(x):
-    return keras.activations.gelu(x, approximate=True)
-
-
-ACTIVATIONS = {"gelu": gelu_exact, "gelu_approximate": gelu_approximate}
-
-
+@keras.saving.register_keras_serializable(package="bertbench")
 class BertPretrainer(keras.Model):
-    """encoder + objective heads -> {"lm": [b, P, V] logits, "nsp": [b, 2] logits (mlm+nsp only)}."""
+    """encoder + objective heads -> {"lm": [b, P, V] logits, "nsp": [b, 2] logits (mlm+nsp only)}.
+
+    `activation`, `layer_norm_epsilon`, `initializer_range` are the encoder's model config values:
+    the MLM head's transform uses the same activation function as the encoder's feed-forward layers
+    (`bertbench.model.layers.keras_activation`, the one mapping of names).
+    """
 
     def __init__(self, encoder, objective, activation="gelu", layer_norm_epsilon=1e-12,
                  initializer_range=0.02, **kwargs):
         super().__init__(**kwargs)
+        # === Layers ===
         self.encoder = encoder
-        self.objective = objective
         init = keras.initializers.TruncatedNormal(stddev=initializer_range)
         # keras-hub's MaskedLMHead does not autocast: under a mixed policy its bf16 logits would meet
         # a float32 bias, so the head computes in float32 (the loss is taken in float32 anyway).
         head_dtype = "float32" if encoder.dtype_policy.name.startswith("mixed") else encoder.dtype_policy
         self.lm_head = MaskedLMHead(token_embedding=encoder.token_embedding,
-                                    intermediate_activation=ACTIVATIONS[activation],
+                                    intermediate_activation=keras_activation(activation),
                                     layer_norm_epsilon=layer_norm_epsilon, kernel_initializer=init,
                                     dtype=head_dtype, name="lm_head")
         self.nsp_head = (keras.layers.Dense(2, kernel_initializer=init, dtype=encoder.dtype_policy,
                                             name="nsp_head")
                          if objective == "mlm+nsp" else None)
+        # === Config ===
+        self.objective = objective
+        self.activation = activation
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.initializer_range = initializer_range
+
+    def get_config(self):
+        # As keras-hub's Task: the init arguments, the encoder serialised (not the functional config).
+        return {"name": self.name, "trainable": self.trainable,
+                "encoder": keras.layers.serialize(self.encoder), "objective": self.objective,
+                "activation": self.activation, "layer_norm_epsilon": self.layer_norm_epsilon,
+                "initializer_range": self.initializer_range}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("encoder"), dict):
+            config["encoder"] = keras.layers.deserialize(config["encoder"])
+        return cls(**config)
 
     def call(self, features, training=False):
         outputs = self.encoder({k: features[k] for k in ENCODER_INPUTS}, training=training)
@@ -99,8 +117,6 @@ def total_loss(sums, counts):
 
 def summarize(totals):
     """Host-side metrics from accumulated sums: losses, accuracies, perplexity."""
-    import math
-
     out = {}
     if totals.get("lm_count"):
         out["lm_loss"] = totals["lm_loss_sum"] / totals["lm_count"]

@@ -1,1 +1,1 @@
-"""bertbench.results."""
+"""Results: the runner, run records (locks, provenance), table cells, tables, plots and the regression check."""

@@ -1,27 +1,36 @@
-"""`check` command: run the ci-scale regression suite and compare it with the committed baseline.
+"""The ci-scale regression check (the `check` command's work): run a small suite, compare it with the baseline.
 
 The suite is a small fixed subset chosen to be fast (minutes on 2 cores): ablation_nsp's `bert` and
 `no_nsp` variants at ci scale, fine-tuned on MRPC and SST-2 with seed 0, plus their held-out MLM
 perplexity. It runs into a temporary results and runs folder (never the cache: a regression check
-must recompute). Each baseline metric carries its own tolerance and direction (higher_is_better);
-a metric that is worse than baseline - tolerance (or missing) is a regression: exit status 1.
+must recompute). Each baseline metric carries its own tolerance; its direction comes from the metric
+registry (`bertbench.evaluation.metrics`), and a baseline file that says otherwise is rejected. A
+metric that is worse than baseline - tolerance (or missing) is a regression: exit status 1.
 """
 
 import tempfile
 from pathlib import Path
 
 from bertbench import files
-from bertbench.results import records
 from bertbench.errors import BertbenchError
+from bertbench.evaluation.metrics import higher_is_better
+from bertbench.results import provenance, records
+from bertbench.results.runner import Runner, data_root, make_plan
 
 BASELINE = Path(__file__).resolve().parents[2] / "results" / "baselines" / "ci.json"
 SUITE = {"experiment": "ablation_nsp", "scale": "ci", "only": ["bert", "no_nsp"], "columns": ["MRPC", "SST-2"],
          "seeds": 1}
-PRETRAIN_METRICS = ("heldout.lm_perplexity",)  # pretraining summary keys checked (lower is better)
+PRETRAIN_METRICS = ("heldout.lm_perplexity",)  # pretraining summary keys checked
 # Defaults for new metrics (edit per metric in the baseline file): fine-tuning scores are percentages
 # (bertbench.evaluation.metrics); 3 points is ~8 dev examples of 256 at ci scale. Perplexity: 5% of the baseline.
 FINETUNE_TOLERANCE = 3.0
 PERPLEXITY_RELATIVE_TOLERANCE = 0.05
+
+
+def direction(key):
+    """higher_is_better of a check key ('bert/MRPC/seed0/accuracy', 'bert/pretrain/heldout.lm_perplexity'):
+    its last part names the metric, and the metric registry decides."""
+    return higher_is_better(key.rsplit("/", 1)[-1])
 
 
 def collect(recs):
@@ -33,24 +42,21 @@ def collect(recs):
         if r.get("kind") == "finetune":
             main = r.get("main_metric") or {}
             if main.get("value") is not None:
-                key = f"{r['variant']}/{r['column']}/seed{r['seed']}/{main['name']}"
-                out[key] = (main["value"], bool(main.get("higher_is_better", True)))
+                out[f"{r['variant']}/{r['column']}/seed{r['seed']}/{main['name']}"] = main["value"]
         else:
             for name in PRETRAIN_METRICS:
                 if name in (r.get("metrics") or {}):
-                    out[f"{'+'.join(r['variants'])}/pretrain/{name}"] = (r["metrics"][name], False)
-    return out
+                    out[f"{'+'.join(r['variants'])}/pretrain/{name}"] = r["metrics"][name]
+    return {key: (value, direction(key)) for key, value in out.items()}
 
 
 def run_suite(backend=None, out=print, workdir=None):
     """Run the suite into a fresh temporary folder; returns collect() of its records."""
-    from bertbench.results.runner import make_plan, resolve_data, Runner
-
     plan = make_plan(SUITE["experiment"], SUITE["scale"], seeds=SUITE["seeds"], only=SUITE["only"],
                      columns=SUITE["columns"])
     with tempfile.TemporaryDirectory(prefix="bertbench-check-", dir=workdir) as tmp:
         runner = Runner(plan, Path(tmp) / "results", Path(tmp) / "runs", backend=backend,
-                        data_dir=resolve_data(plan.scale, None), out=out)
+                        data_dir=data_root(plan.scale, None), out=out)
         counts = runner.run()
         if counts["failed"] or counts["skipped"]:
             out(f"warning: {counts['failed']} run(s) failed, {counts['skipped']} skipped")
@@ -61,7 +67,10 @@ def compare(baseline, now):
     """Rows (metric, baseline, now, tolerance, status) and whether anything regressed."""
     rows, regressed = [], False
     for key, entry in sorted(baseline.items()):
-        base, tol, higher = entry["value"], entry["tolerance"], entry["higher_is_better"]
+        base, tol, higher = entry["value"], entry["tolerance"], direction(key)
+        if entry.get("higher_is_better", higher) != higher:
+            raise BertbenchError(f"baseline metric '{key}' says higher_is_better={entry['higher_is_better']}, "
+                                 f"but the metric registry says {higher}; fix the baseline file")
         if key not in now:
             rows.append((key, base, None, tol, "MISSING"))
             regressed = True
@@ -95,7 +104,7 @@ def new_baseline(now, previous=None):
         metrics[key] = {"value": value, "higher_is_better": higher,
                         "tolerance": old.get(key, {}).get("tolerance", default)}
     return {"schema_version": records.SCHEMA_VERSION, "suite": SUITE, "created": records.now_iso(),
-            "git": records.git_info(), "packages": records.package_versions(), "metrics": metrics}
+            "git": provenance.git_info(), "packages": provenance.package_versions(), "metrics": metrics}
 
 
 def run_check(baseline_path=BASELINE, update=False, backend=None, out=print, workdir=None):
@@ -115,15 +124,3 @@ def run_check(baseline_path=BASELINE, update=False, backend=None, out=print, wor
     out(format_rows(rows))
     out("REGRESSION: see the rows above" if regressed else "check passed")
     return 1 if regressed else 0
-
-
-def add_arguments(parser):
-    parser.add_argument("--baseline", default=str(BASELINE), help="baseline file (default: results/baselines/ci.json)")
-    parser.add_argument("--update-baseline", action="store_true", help="rewrite the baseline from a fresh run")
-    parser.add_argument("--backend", default=None, metavar="MODULE:NAME", help="executor (tests)")
-
-
-def main(args):
-    from bertbench.results.runner import load_backend
-
-    return run_check(args.baseline, args.update_baseline, backend=load_backend(args.backend))

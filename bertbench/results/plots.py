@@ -1,13 +1,14 @@
 """Plots rebuilt from run records (never edited by hand): the pretraining-steps sweep (Figure 5)."""
 
+import math
 from pathlib import Path
+
+from bertbench.results.cells import cell_stats, cell_values
 
 
 def sweep_points(records, experiment):
     """{column: {base variant: [(sweep value, mean, std, n)]}} from ok fine-tuning records, in the
-    tables' display units, best grid point per seed."""
-    from bertbench.results.tables import _row_values, _stats
-
+    tables' display units and with their grid-point rule (`cells.py`)."""
     ok = [r for r in records if r.get("status") == "ok" and r.get("kind") == "finetune"
           and r.get("experiment") == experiment.name and r.get("base_variant")]
     points = {}
@@ -19,7 +20,7 @@ def sweep_points(records, experiment):
             line = []
             for value in values:
                 variant = next(r["variant"] for r in ok if r["base_variant"] == base and r["sweep_value"] == value)
-                mean, std, n = _stats(_row_values(ok, variant, col))
+                mean, std, n = cell_stats(cell_values(ok, variant, col))
                 if n:
                     line.append((value, mean, std, n))
             if line:
@@ -30,8 +31,6 @@ def sweep_points(records, experiment):
 def plot_sweep(records, experiment, path):
     """Accuracy against the sweep value (pretraining steps), one line per objective, error bars = std
     over seeds; one panel per column. Writes a PNG; returns its path (None when there is nothing)."""
-    import math
-
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -42,7 +41,7 @@ def plot_sweep(records, experiment, path):
         return None
     labels = {v.name: v.row for v in experiment.variants}
     fig, axes = plt.subplots(1, len(points), figsize=(5 * len(points), 3.6), squeeze=False)
-    for ax, (column, lines) in zip(axes[0], points.items()):
+    for ax, (column, lines) in zip(axes[0], points.items(), strict=True):
         for base, line in lines.items():
             xs, means, stds, _ = zip(*line)
             errors = [0.0 if math.isnan(s) else s for s in stds]

@@ -1,7 +1,7 @@
-"""`run` command: execute an experiment's plan with caching, resume, locks and sharding.
+"""Running an experiment's plan (the `run` command's work): caching, resume, locks, records.
 
 Runs live under `runs/pretrain/<id>/` and `runs/finetune/<id>/` (id = content hash of the resolved
-config, see experiments.py), each with a runner record (`run.json`) once finished: a pretraining
+config, see experiments/ids.py), each with a runner record (`run.json`) once finished: a pretraining
 shared by variants or experiments runs once, a rerun skips what is done, an interrupted pretraining
 resumes from its own checkpoints, an interrupted fine-tuning reruns. Results are one JSON record per
 run under `results/<experiment>/<scale>/records/` (schema: results/README.md).
@@ -11,112 +11,24 @@ executors can replace it (`--backend module:Name` or `path/to/file.py:Name`).
 """
 
 import dataclasses
-import importlib
-import importlib.util
-import os
 import shutil
 import time
 import traceback
 from pathlib import Path
 
 from bertbench import files
-from bertbench.results import records
+from bertbench.backend import Backend
 from bertbench.config import to_dict
-from bertbench.errors import BertbenchError
-from bertbench.experiments.plan import expand, experiments_dir, load_experiment
+from bertbench.errors import BertbenchError, unknown_name
+from bertbench.experiments.plan import expand
+from bertbench.experiments.schema import experiments_dir, load_experiment, load_scales
+from bertbench.experiments.shards import parse_shard, shard_plan
 from bertbench.pretraining.accounting import pretrain_tokens
-from bertbench.resources import DATA_ENV, SAMPLE_DIR, resolve_data_dir
-
-STRATEGIES = ("default", "one_device", "mirrored", "multiworker", "tpu")  # bertbench.model.strategy
-
-
-class Backend:
-    """The real work, imported lazily so planning, dry runs and tests never load TensorFlow."""
-
-    def pretrain(self, model_cfg, pretrain_cfg, out_dir, strategy="default", export_at=()):
-        from bertbench.pretraining.loop import pretrain
-
-        return pretrain(model_cfg, pretrain_cfg, out_dir, strategy=strategy, export_at=export_at)
-
-    def random_init(self, model_cfg, pretrain_cfg, out_dir):
-        """The no-pretraining baseline: a seeded random encoder saved like a pretrained one."""
-        import keras
-
-        from bertbench.model.checkpoint import save_encoder
-        from bertbench.model.encoder import build_encoder
-        from bertbench.pretraining.loop import resolve_model_config
-        from bertbench.text.tokenizer import load_tokenizer
-
-        tokenizer = load_tokenizer(pretrain_cfg.vocab, pretrain_cfg.lowercase)
-        model_cfg = resolve_model_config(model_cfg, pretrain_cfg, tokenizer.vocabulary_size)
-        keras.utils.set_random_seed(pretrain_cfg.seed)
-        save_encoder(build_encoder(model_cfg), model_cfg, Path(out_dir) / "encoder", tokenizer.vocab_path,
-                     pretrain_cfg.lowercase, extra={"objective": "none (random init)", "steps": 0})
-        return {"status": "ok", "steps": 0, "model": to_dict(model_cfg)}
-
-    def finetune(self, finetune_cfg, init, out_dir, data_dir):
-        from bertbench.finetuning.loop import finetune
-
-        return finetune(finetune_cfg, init, out_dir, data_dir)
-
-
-def load_backend(spec=None):
-    """Backend() or the object named by 'module:attr' / 'file.py:attr' (a class is instantiated)."""
-    if not spec:
-        return Backend()
-    target, _, attr = spec.rpartition(":")
-    if not target or not attr:
-        raise BertbenchError(f"--backend '{spec}' must look like module:Name or path/to/file.py:Name")
-    if target.endswith(".py"):
-        if not Path(target).is_file():
-            raise BertbenchError(f"--backend file not found: {target}")
-        mod_spec = importlib.util.spec_from_file_location(Path(target).stem, target)
-        module = importlib.util.module_from_spec(mod_spec)
-        mod_spec.loader.exec_module(module)
-    else:
-        module = importlib.import_module(target)
-    if not hasattr(module, attr):
-        raise BertbenchError(f"--backend: {target} has no attribute '{attr}'")
-    obj = getattr(module, attr)
-    return obj() if isinstance(obj, type) else obj
-
-
-# ---------------------------------------------------------------------------------------------
-# Sharding: whole pretraining groups per shard, balanced by estimated cost (deterministic).
-
-
-def parse_shard(text):
-    """'I/N' (0-based: 0/4 .. 3/4) -> (I, N)."""
-    try:
-        index, count = (int(x) for x in str(text).split("/"))
-    except ValueError:
-        index, count = -1, 0
-    if count < 1 or not 0 <= index < count:
-        raise BertbenchError(f"--shard '{text}' must be I/N with 0 <= I < N (0-based, e.g. 0/4 ... 3/4)")
-    return index, count
-
-
-def _group_cost(pre, finetunes):
-    width = pre.model.num_layers * pre.model.hidden_dim ** 2  # FLOPs per token, up to a constant
-    cost = pretrain_tokens(pre.pretrain) * width if pre.kind == "pretrain" else 0
-    for f in finetunes:
-        examples = f.finetune.max_train_examples or 100_000
-        cost += examples * f.finetune.epochs * f.finetune.max_seq_length * width
-    return cost
-
-
-def shard_plan(plan, index, count):
-    """The part of `plan` shard `index` of `count` owns: whole pretraining groups, greedily balanced
-    (largest first onto the least-loaded shard; ties by id), so the union over shards is the plan."""
-    groups = {p.id: [f for f in plan.finetunes if f.pretrain_id == p.id] for p in plan.pretrains}
-    by_cost = sorted(plan.pretrains, key=lambda p: (-_group_cost(p, groups[p.id]), p.id))
-    load, owner = [0] * count, {}
-    for pre in by_cost:
-        target = min(range(count), key=lambda i: (load[i], i))
-        owner[pre.id] = target
-        load[target] += _group_cost(pre, groups[pre.id]) + 1
-    return dataclasses.replace(plan, pretrains=tuple(p for p in plan.pretrains if owner[p.id] == index),
-                               finetunes=tuple(f for f in plan.finetunes if owner[f.pretrain_id] == index))
+from bertbench.resources import resolve_data_dir
+from bertbench.results import records
+from bertbench.results.locks import RunLock
+from bertbench.results.provenance import provenance
+from bertbench.results.tables import write_tables
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,15 +40,11 @@ def data_kind(scale, data_dir):
     return "external" if data_dir or scale.data == "required" else "sample"
 
 
-def resolve_data(scale, data_dir):
-    if data_dir:
-        return resolve_data_dir(data_dir)
-    if scale.data == "sample":
-        return SAMPLE_DIR
-    if os.environ.get(DATA_ENV):
-        return resolve_data_dir(os.environ[DATA_ENV])
-    raise BertbenchError(f"scale '{scale.name}' runs on real data: pass --data-dir DIR (e.g. ../shared/data) "
-                         f"or set ${DATA_ENV}")
+def data_root(scale, data_dir):
+    """The data root of a plan's runs (bertbench.resources decides): --data-dir, else the bundled
+    sample for a "sample" scale (whatever $BERTBENCH_DATA says), else $BERTBENCH_DATA, else an error."""
+    required = scale.data == "required"
+    return resolve_data_dir(data_dir, from_env=required, required_by=f"scale '{scale.name}'" if required else None)
 
 
 def _materialize(cfg, data_dir):
@@ -168,6 +76,7 @@ class Runner:
         self.strategy, self.data_dir, self.out, self.poll_s = strategy, data_dir, out, poll_s
         self.records = records.records_dir(results, plan.experiment.name, plan.scale.name)
         self.counts = dict(ran=0, cached=0, reused=0, failed=0, skipped=0)
+        self.models = {}  # pretrain id -> the model config the run really had (resolved by the backend)
         self.finished = set()  # run ids settled in this process (done, cached, failed or skipped)
         self.columns = {c.name: c for c in plan.experiment.columns}
         self.variants = {v.name: v for v in plan.variants}
@@ -214,7 +123,7 @@ class Runner:
         if record:
             self.counts["reused"] += 1
             return "reused", record
-        with records.RunLock(self.runs / kind / f"{run_id}.lock") as owned:
+        with RunLock(self.runs / kind / f"{run_id}.lock") as owned:
             if not owned:
                 return "locked", None
             record = records.read_ok(run_path)  # finished by another runner while we looked
@@ -235,7 +144,7 @@ class Runner:
             record = {"schema_version": records.SCHEMA_VERSION, "kind": kind, "run_id": run_id, "status": status,
                       "error": error, "started": started, "finished": records.now_iso(),
                       "wall_time_s": records.elapsed(start), "strategy": self.strategy,
-                      "output": output, **records.provenance()}
+                      "output": output, **provenance()}
             files.write_json_atomic(run_path, record)
             self.counts["ran" if status == "ok" else "failed"] += 1
             return ("done" if status == "ok" else "failed"), record
@@ -259,10 +168,13 @@ class Runner:
         if state == "locked":
             return state
         summary = run["output"] or {}
+        # the record describes the model that ran: the backend resolves the vocabulary size (from the
+        # tokenizer) and the attention (causal for LTR); the planned config is only a fallback
+        self.models[pre.id] = summary.get("model") or to_dict(pre.model)
         variants = [v for v, pid in self.plan.variant_pretrain.items() if pid == pre.id]
         result = {**run, "experiment": self.plan.experiment.name, "scale": self.plan.scale.name,
                   "variants": variants, "pretrain_id": pre.id, "metrics": numeric_leaves(summary),
-                  "config": {"model": to_dict(pre.model), "pretrain": to_dict(pre.pretrain),
+                  "config": {"model": self.models[pre.id], "pretrain": to_dict(pre.pretrain),
                              "export_at": list(pre.export_at)}}
         files.write_json_atomic(result_path, result)
         return "failed" if run["status"] != "ok" else state
@@ -276,7 +188,8 @@ class Runner:
             out_dir.mkdir(parents=True)
             init = self.pretrain_dir(ft.pretrain_id) / ft.init
             self.out(f"fine-tuning {ft.id}: {ft.variant} / {ft.column} ({ft.task}) seed {ft.seed}")
-            return self.backend.finetune(ft.finetune, str(init), str(out_dir), str(self.data_dir))
+            return self.backend.finetune(ft.finetune, str(init), str(out_dir), str(self.data_dir),
+                                         strategy=self.strategy)
 
         state, run = self._locked_run("finetune", ft.id, run_path, execute)
         if state == "locked":
@@ -299,25 +212,22 @@ class Runner:
                 "grid": ft.grid, "pretrain_id": ft.pretrain_id, "metrics": metrics,
                 "main_metric": {"name": col.metric, "value": value, "higher_is_better": col.higher_is_better},
                 "data": self.plan.data, "data_dir": str(self.data_dir),
-                "config": {"model": to_dict(pre.model), "pretrain": to_dict(pre.pretrain) if pre.kind == "pretrain"
-                           else None, "init": ft.init, "finetune": to_dict(ft.finetune)}}
+                "config": {"model": self.models.get(pre.id) or to_dict(pre.model),
+                           "pretrain": to_dict(pre.pretrain) if pre.kind == "pretrain" else None,
+                           "init": ft.init, "finetune": to_dict(ft.finetune)}}
 
 
 # ---------------------------------------------------------------------------------------------
-# Planning from arguments, dry runs, the `run` command
+# Planning from arguments, dry runs, running
 
 
 def make_plan(experiment, scale="ci", *, seeds=None, only=None, columns=None, baseline=False, data_dir=None,
               shard=None, experiments=None):
     """Load, expand, validate and (optionally) shard a plan; raises before anything is written."""
-    from bertbench.experiments.plan import load_scales
-
     directory = experiments_dir(experiments)
     exp = load_experiment(experiment, directory)
     scales = load_scales(directory)
     if scale not in scales:
-        from bertbench.errors import unknown_name
-
         raise unknown_name("scale", scale, scales)
     if seeds is not None and seeds < 1:
         raise BertbenchError(f"--seeds must be at least 1, got {seeds}")
@@ -356,56 +266,15 @@ def describe(plan, results="results", runs="runs"):
     return lines
 
 
-def add_arguments(parser):
-    parser.add_argument("experiment", help="experiment name (see `bertbench list`)")
-    parser.add_argument("--scale", default="ci", help="ci (default), small or base (experiments/_scales.toml)")
-    parser.add_argument("--seeds", type=int, default=None, help="fine-tuning seeds 0..N-1 (default: the scale's)")
-    parser.add_argument("--data-dir", default=None, help="task data and corpus root (small/base; default ci: sample)")
-    parser.add_argument("--only", action="append", default=[], metavar="VARIANT",
-                        help="run only these variants (repeat, or comma-separate)")
-    parser.add_argument("--column", action="append", default=[], metavar="COLUMN",
-                        help="run only these table columns, e.g. --column MRPC (repeat, or comma-separate)")
-    parser.add_argument("--baseline", action="store_true", help="add the no-pretraining (random init) row")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan (ids, cached or not, cost); run nothing")
-    parser.add_argument("--shard", default=None, metavar="I/N", help="run shard I of N (0-based), for clusters")
-    parser.add_argument("--results", default="results", help="results folder (default: results/)")
-    parser.add_argument("--runs", default="runs", help="checkpoints and run folders (default: runs/)")
-    parser.add_argument("--strategy", default="default", choices=STRATEGIES, help="tf.distribute strategy")
-    parser.add_argument("--experiments", default=None, help="folder of experiment TOML files")
-    parser.add_argument("--backend", default=None, metavar="MODULE:NAME",
-                        help="executor replacing real pretraining/fine-tuning (tests, custom schedulers)")
-
-
-def _split(values):
-    return [x.strip() for v in values for x in v.split(",") if x.strip()] or None
-
-
 def run_experiment(experiment, scale="ci", *, seeds=None, data_dir=None, only=None, columns=None, baseline=False,
                    shard=None, results="results", runs="runs", strategy="default", backend=None,
-                   experiments=None, out=print, write_tables=True):
+                   experiments=None, out=print, tables=True):
     """Plan, run, write records and tables; returns the Runner's counts."""
     plan = make_plan(experiment, scale, seeds=seeds, only=only, columns=columns, baseline=baseline,
                      data_dir=data_dir, shard=shard, experiments=experiments)
-    data_path = resolve_data(plan.scale, data_dir)
+    data_path = data_root(plan.scale, data_dir)
     counts = Runner(plan, results, runs, backend=backend, strategy=strategy, data_dir=data_path, out=out).run()
     out(" ".join(f"{k}={v}" for k, v in counts.items()))
-    if write_tables:
-        from bertbench.results.tables import write_tables as write
-
-        out(write(plan.experiment, plan.scale.name, results))
+    if tables:
+        out(write_tables(plan.experiment, plan.scale.name, results))
     return counts
-
-
-def main(args):
-    only, columns = _split(args.only), _split(args.column)
-    if args.dry_run:
-        plan = make_plan(args.experiment, args.scale, seeds=args.seeds, only=only, columns=columns,
-                         baseline=args.baseline, data_dir=args.data_dir, shard=args.shard,
-                         experiments=args.experiments)
-        print("\n".join(describe(plan, args.results, args.runs)))
-        return 0
-    counts = run_experiment(args.experiment, args.scale, seeds=args.seeds, data_dir=args.data_dir, only=only,
-                            columns=columns, baseline=args.baseline, shard=args.shard, results=args.results,
-                            runs=args.runs, strategy=args.strategy, backend=load_backend(args.backend),
-                            experiments=args.experiments)
-    return 1 if counts["failed"] or counts["skipped"] else 0

@@ -1,18 +1,26 @@
-"""`table` command: run records -> the paper's row/column layout -> Markdown / CSV / LaTeX.
+"""Tables: run records -> the paper's row/column layout -> Markdown / CSV / LaTeX (the `table` command's work).
 
 `build_table(records, experiment, paper)` is a pure function: rows are the experiment's variants
 (in file order, the no-pretraining baseline last), columns its table columns, each with our
-mean, std and n over seeds (the best grid point on dev per seed, as the paper selected its
-fine-tuning hyperparameters), the paper's published number, and the delta of our mean from the
-reference (BERT) row. Metrics are percentages as bertbench.evaluation.metrics reports them (a column marked
-`times100` holds fractions and is scaled).
+mean, std and n over seeds (`cells.py`: the grid point with the best mean on dev, every seed of
+it, as `finetune --grid` selects), the paper's published number, and the delta of our mean from the
+reference (BERT) row. Metrics are percentages as bertbench.evaluation.metrics reports them (a column
+marked `times100` holds fractions and is scaled).
 """
 
 import csv
+import dataclasses
 import math
 from pathlib import Path
 
+from bertbench import files
+from bertbench.config import to_dict
 from bertbench.errors import BertbenchError
+from bertbench.experiments.plan import expand
+from bertbench.experiments.schema import BASELINE
+from bertbench.results.cells import cell_stats, cell_values
+from bertbench.results.plots import plot_sweep
+from bertbench.results.records import load_records
 
 PAPER_NUMBERS = Path(__file__).resolve().parents[2] / "results" / "paper_numbers.csv"
 FIELDS = ("mean", "std", "n", "paper", "delta")
@@ -33,45 +41,12 @@ def load_paper_numbers(path=PAPER_NUMBERS):
     return rows
 
 
-def _best_per_seed(values):
-    """values: [(seed, value)] -> [best value per seed] (direction given by the caller's sign)."""
-    best = {}
-    for seed, value in values:
-        best[seed] = value if seed not in best else max(best[seed], value)
-    return [best[s] for s in sorted(best)]
-
-
-def _stats(values):
-    n = len(values)
-    if not n:
-        return math.nan, math.nan, 0
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
-    return mean, std, n
-
-
-def _row_values(records, variant, col):
-    """Our numbers for one cell, in display units (fractions x100 for `times100` columns)."""
-    scale = 100.0 if col.times100 else 1.0
-    sign = 1.0 if col.higher_is_better else -1.0
-    if col.source == "pretrain":
-        values = [(0, r["metrics"].get(col.metric)) for r in records
-                  if r.get("kind") in ("pretrain", "random_init") and variant in r.get("variants", ())]
-    else:
-        values = [(r.get("seed", 0), (r.get("main_metric") or {}).get("value")) for r in records
-                  if r.get("kind") == "finetune" and r.get("variant") == variant and r.get("column") == col.name]
-    picked = _best_per_seed([(s, sign * v) for s, v in values if v is not None])
-    return [sign * v * scale for v in picked]
-
-
 def build_table(records, experiment, paper=()):
     """Records -> pandas DataFrame indexed by row label, columns MultiIndex (column, field) with
     fields mean/std/n/paper/delta. `attrs` carries the notes and the display decimals."""
     import pandas as pd
 
     ok = [r for r in records if r.get("status") == "ok" and r.get("experiment") == experiment.name]
-    from bertbench.experiments.plan import BASELINE
-
     variants = list(experiment.variants)
     seen = {v for r in ok for v in [r.get("variant"), *r.get("variants", ())] if v}
     expanded = {r["variant"]: r for r in ok if r.get("kind") == "finetune"}
@@ -84,7 +59,7 @@ def build_table(records, experiment, paper=()):
     data, notes = {}, []
     for col in experiment.columns:
         for v in variants:
-            mean, std, n = _stats(_row_values(ok, v.name, col))
+            mean, std, n = cell_stats(cell_values(ok, v.name, col))
             value = published.get((v.paper_row or v.row, col.paper_column or col.name), math.nan)
             data.setdefault(v.row, {}).update({(col.name, "mean"): mean, (col.name, "std"): std,
                                                (col.name, "n"): n, (col.name, "paper"): value})
@@ -126,8 +101,6 @@ def _size_notes(records, variants):
 
 def _sweep_variants(experiment, expanded):
     """Sweep-expanded variants that have records: each base variant's points in increasing order."""
-    import dataclasses
-
     points = {(r.get("base_variant"), r.get("sweep_value")) for r in expanded.values()}
     return [dataclasses.replace(v, name=f"{v.name}@{k}", row=f"{v.row} @ {k:,}", base=v.name, sweep_value=k)
             for v in experiment.variants for k in sorted(k for b, k in points if b == v.name)]
@@ -202,24 +175,24 @@ SUFFIX = {"md": "md", "csv": "csv", "latex": "tex"}
 
 
 def current_records(records, plan):
-    """Records of the runs in `plan` (seeds aside): drops records left by earlier versions of a
-    variant's config, which would otherwise be averaged in."""
-    from bertbench.config import to_dict
-
+    """Records of the runs in `plan` (seeds aside), in the plan's order (so grid points come in grid
+    order, which decides ties): drops records left by earlier versions of a variant's config, which
+    would otherwise be averaged in."""
     pretrain_ids = {p.id for p in plan.pretrains}
-    keys = {(f.pretrain_id, f.variant, f.column, f.init, _without_seed(to_dict(f.finetune)))
-            for f in plan.finetunes}
+    order = {}  # (pretrain, variant, column, init, config without seed) -> position of its first run
+    for f in plan.finetunes:
+        order.setdefault((f.pretrain_id, f.variant, f.column, f.init, _without_seed(to_dict(f.finetune))), len(order))
     keep = []
     for r in records:
         if r.get("kind") == "finetune":
             cfg = r.get("config", {})
             key = (r.get("pretrain_id"), r.get("variant"), r.get("column"), cfg.get("init"),
                    _without_seed(cfg.get("finetune", {})))
-            if key in keys:
-                keep.append(r)
+            if key in order:
+                keep.append((order[key], r))
         elif r.get("pretrain_id") in pretrain_ids:
-            keep.append(r)
-    return keep
+            keep.append((-1, r))
+    return [r for _, r in sorted(keep, key=lambda pair: pair[0])]
 
 
 def _without_seed(cfg):
@@ -228,39 +201,13 @@ def _without_seed(cfg):
 
 def write_tables(experiment, scale, results="results", fmt="md", paper_path=PAPER_NUMBERS):
     """Rebuild table.{md,csv,tex} (and the sweep plot) from the records; returns the `fmt` text."""
-    from bertbench.results import records as rec
-    from bertbench.experiments.plan import expand
-
     plan = expand(experiment, scale, baseline=True)
-    records = current_records(rec.load_records(results, experiment.name, scale), plan)
+    records = current_records(load_records(results, experiment.name, scale), plan)
     frame = build_table(records, experiment, load_paper_numbers(paper_path))
     folder = Path(results) / experiment.name / scale
-    folder.mkdir(parents=True, exist_ok=True)
     texts = {name: render(frame) for name, render in RENDERERS.items()}
     for name, text in texts.items():
-        (folder / f"table.{SUFFIX[name]}").write_text(text, encoding="utf-8")
+        files.write_text_atomic(folder / f"table.{SUFFIX[name]}", text)
     if experiment.plot:
-        from bertbench.results.plots import plot_sweep
-
         plot_sweep(records, experiment, folder / "steps.png")
     return f"{experiment.title} ({experiment.paper_table or 'beyond the paper'}), scale {scale}\n\n" + texts[fmt]
-
-
-def add_arguments(parser):
-    parser.add_argument("experiment", help="experiment name (see `bertbench list`)")
-    parser.add_argument("--scale", default="ci", help="ci (default), small or base")
-    parser.add_argument("--format", default="md", choices=tuple(RENDERERS), help="what to print (all are written)")
-    parser.add_argument("--results", default="results", help="results folder (default: results/)")
-    parser.add_argument("--experiments", default=None, help="folder of experiment TOML files")
-
-
-def main(args):
-    from bertbench.experiments.plan import load_experiment, load_scales
-
-    experiment = load_experiment(args.experiment, args.experiments)
-    if args.scale not in load_scales(experiment.path.parent):
-        from bertbench.errors import unknown_name
-
-        raise unknown_name("scale", args.scale, load_scales(experiment.path.parent))
-    print(write_tables(experiment, args.scale, args.results, args.format))
-    return 0

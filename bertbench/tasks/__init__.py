@@ -13,7 +13,9 @@ a run scores both and reports them as MNLI-m and MNLI-mm (`bertbench.evaluation.
 them as "mnli_m" and "mnli_mm"). Proxies for data that is not available here are separate names,
 so a record says what was really run: `squad1_devsplit` (article-level 80/20 split of SQuAD v1.1
 dev) and `qnli_devsplit` (question-level 80/20 split of QNLI dev). MNLI's proxy is simply `rte`.
-Metric values are percentages (0-100), as in the paper's tables; all are higher-is-better.
+Metric values are percentages (0-100), as in the paper's tables; their direction comes from
+`bertbench.evaluation.metrics.higher_is_better`. How each task KIND is fine-tuned and scored:
+`bertbench.finetuning.kinds.KINDS`.
 """
 
 from bertbench.errors import unknown_name
@@ -28,7 +30,12 @@ _SQUAD = ("f1", "exact")
 
 def _glue(name, metrics, main, description, kind="classification", eval_splits=("dev",)):
     labels = glue.FORMATS["qnli" if name == "qnli_devsplit" else name].labels
-    return TaskSpec(name, kind, labels, metrics, main, True, True, glue.load, eval_splits, description)
+    return TaskSpec(name, kind, labels, metrics, main, True, glue.load, eval_splits, description, glue.read_gold)
+
+
+def _squad(name, description):
+    return TaskSpec(name, "span", (), _SQUAD, "f1", True, squad.load, description=description,
+                    gold_reader=squad.read_gold)
 
 
 TASKS = {
@@ -45,18 +52,15 @@ TASKS = {
     "wnli": _glue("wnli", _ACC, "accuracy", "WNLI (excluded from the GLUE average, as in the paper)"),
     "qnli_devsplit": _glue("qnli_devsplit", _ACC, "accuracy",
                            "PROXY: QNLI dev split 80/20 by question (QNLI train.tsv unavailable)"),
-    "squad1": TaskSpec("squad1", "span", (), _SQUAD, "f1", True, True, squad.load,
-                       description="SQuAD v1.1 (official EM/F1)"),
-    "squad2": TaskSpec("squad2", "span", (), _SQUAD, "f1", True, True, squad.load,
-                       description="SQuAD v2.0 (official EM/F1, HasAns/NoAns, best threshold)"),
-    "squad1_devsplit": TaskSpec("squad1_devsplit", "span", (), _SQUAD, "f1", True, True, squad.load,
-                                description="PROXY: SQuAD v1.1 dev split 80/20 by article "
-                                            "(train-v1.1.json unavailable)"),
+    "squad1": _squad("squad1", "SQuAD v1.1 (official EM/F1)"),
+    "squad2": _squad("squad2", "SQuAD v2.0 (official EM/F1, HasAns/NoAns, best threshold)"),
+    "squad1_devsplit": _squad("squad1_devsplit", "PROXY: SQuAD v1.1 dev split 80/20 by article "
+                                                 "(train-v1.1.json unavailable)"),
     "conll2003": TaskSpec("conll2003", "tagging", conll.TAGS, ("f1", "precision", "recall"), "f1",
-                          True, False, conll.load,
-                          description="CoNLL-2003 NER (conlleval entity F1), cased"),
-    "swag": TaskSpec("swag", "multiple_choice", ("0", "1", "2", "3"), _ACC, "accuracy", True, True,
-                     swag.load, description="SWAG grounded commonsense (4-way choice)"),
+                          False, conll.load, description="CoNLL-2003 NER (conlleval entity F1), cased",
+                          gold_reader=conll.read_gold),
+    "swag": TaskSpec("swag", "multiple_choice", ("0", "1", "2", "3"), _ACC, "accuracy", True, swag.load,
+                     description="SWAG grounded commonsense (4-way choice)", gold_reader=swag.read_gold),
 }
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from bertbench.errors import BertbenchError
+from bertbench.evaluation.metrics import higher_is_better
 
-KINDS = ("classification", "regression", "span", "tagging", "multiple_choice")
 SOURCES = ("files", "tfds")
 
 
@@ -65,25 +65,33 @@ class TaskSpec:
     """A downstream task as data. `load(split, data_dir=None, source="files")` -> list of examples.
 
     `eval_splits` are the dev splits scored for the task (MNLI has two: matched and mismatched);
-    `load("dev")` means the first of them.
+    `load("dev")` means the first of them. `kind` names the task kind of bertbench.finetuning.kinds
+    (the one place that dispatches on it); the direction of `main_metric` comes from the metric
+    registry (bertbench.evaluation.metrics), never from the task.
     """
 
     name: str
     kind: str
     labels: tuple  # label strings (classification, tagging); () for regression/span/choice
-    metrics: tuple  # metric names reported by bertbench.evaluation.metrics.task_metrics
+    metrics: tuple  # metric names, as bertbench.evaluation.metrics.METRICS spells them
     main_metric: str
-    higher_is_better: bool
     lowercase: bool  # default casing of the model for this task (False for NER, as in the paper)
     loader: Callable = dataclasses.field(repr=False, compare=False)
     eval_splits: tuple = ("dev",)
     description: str = ""
+    # gold_reader(name, path) -> examples of a dev file in the task's official format (`bertbench score`)
+    gold_reader: Callable = dataclasses.field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"task {self.name}: kind {self.kind!r} not in {KINDS}")
         if self.main_metric not in self.metrics:
             raise ValueError(f"task {self.name}: main_metric {self.main_metric!r} not in {self.metrics}")
+        for name in self.metrics:
+            higher_is_better(name)  # every reported metric has a direction in the registry
+
+    @property
+    def higher_is_better(self):
+        """Direction of the main metric, from the metric registry."""
+        return higher_is_better(self.main_metric)
 
     @property
     def splits(self):
@@ -99,6 +107,10 @@ class TaskSpec:
             raise BertbenchError(f"task {self.name} has no split '{split}'; choose one of: "
                                  f"{', '.join(self.splits)}")
         return self.loader(self.name, split, data_dir, source)
+
+    def read_gold(self, path):
+        """The examples of a gold (dev) file in the task's official format."""
+        return self.gold_reader(self.name, require_file(path, "gold file", tfds=False))
 
 
 def missing_file(path, what, tfds=True):

@@ -12,6 +12,7 @@ IOB2 input), so models always see one scheme; the metric (conlleval) reads eithe
 import re
 
 from bertbench.resources import resolve_data_dir
+from bertbench.tasks import tfds_source
 from bertbench.tasks.base import TaggingExample, data_error, missing_file
 
 ENTITY_TYPES = ("PER", "ORG", "LOC", "MISC")
@@ -94,8 +95,6 @@ def tfds_to_example(record, guid):
 
 def load(name, split, data_dir=None, source="files"):
     if source == "tfds":
-        from bertbench.tasks import tfds_source
-
         tfds_split = {"train": "train", "dev": "dev", "test": "test"}[split]
         records = tfds_source.load_records("conll2003", tfds_split, data_dir)
         return [tfds_to_example(rec, f"{split}-{i}") for i, rec in enumerate(records)]
@@ -105,3 +104,8 @@ def load(name, split, data_dir=None, source="files"):
         raise missing_file(f"{folder / FILES[split][0]} (or {folder / FILES[split][1]})",
                            f"CoNLL-2003 {split} file")
     return read_conll_file(path, split)
+
+
+def read_gold(name, path):
+    """The sentences of a CoNLL gold file (for `bertbench score`)."""
+    return read_conll_file(path, "dev")

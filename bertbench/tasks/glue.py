@@ -12,8 +12,10 @@ in both halves.
 
 import dataclasses
 import random
+from pathlib import Path
 
 from bertbench.resources import resolve_data_dir
+from bertbench.tasks import tfds_source
 from bertbench.tasks.base import PairExample, data_error, read_tsv, require_file
 
 DEVSPLIT_SEED = 0  # fixed: the proxy's split is part of its definition
@@ -139,9 +141,12 @@ def load(name, split, data_dir=None, source="files"):
         train, held = split_by_question(load("qnli", "dev", data_dir, source))
         return train if split == "train" else held
     if source == "tfds":
-        from bertbench.tasks import tfds_source
-
         tfds_split = "test_matched" if (name, split) == ("mnli", "test") else TFDS_SPLITS[split]
         records = tfds_source.load_records(FORMATS[name].tfds_name, tfds_split, data_dir)
         return [tfds_to_example(name, rec, f"{split}-{i}") for i, rec in enumerate(records)]
     return read_glue_file(name, split, glue_path(name, split, data_dir))
+
+
+def read_gold(name, path):
+    """The examples of a GLUE dev TSV (for `bertbench score`; qnli_devsplit reads QNLI's layout)."""
+    return read_glue_file("qnli" if name == "qnli_devsplit" else name, "dev", Path(path))

@@ -58,3 +58,8 @@ def load(name, split, data_dir=None, source="files"):
         raise BertbenchError("SWAG is not available in TensorFlow Datasets; use source='files' with "
                              "rowanz/swagaf's train.csv/val.csv under <data-dir>/swag/")
     return read_swag_file(resolve_data_dir(data_dir) / "swag" / FILES[split], split)
+
+
+def read_gold(name, path):
+    """The examples of a swagaf CSV gold file (for `bertbench score`)."""
+    return read_swag_file(path, "dev")

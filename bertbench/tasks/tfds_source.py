@@ -8,9 +8,6 @@
 
 from bertbench.errors import BertbenchError
 
-TFDS_NAMES = ("glue/cola", "glue/sst2", "glue/mrpc", "glue/stsb", "glue/qqp", "glue/mnli", "glue/qnli",
-              "glue/rte", "glue/wnli", "squad/v1.1", "squad/v2.0", "conll2003")
-
 
 def load_records(name, split, data_dir=None):
     """All records of a prepared TFDS split as numpy dicts (text features are bytes)."""

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from bertbench.errors import BertbenchError
+from bertbench.resources import sample_path
 
 _WIKITEXT_TITLE = re.compile(r"=\s+(?!=)(.*?\S)\s+=")  # ` = Title = ` (single level)
 _WIKITEXT_SECTION = re.compile(r"=(\s+=)+\s.*\s=(\s+=)+")  # ` = = Section = = ` and deeper
@@ -91,8 +92,6 @@ def read_documents(path, sentence_split=True, max_documents=None):
 def corpus_files(path):
     """The files of a corpus: `path` itself, or every non-hidden file below it in sorted order."""
     if str(path) == "sample":
-        from bertbench.resources import sample_path
-
         path = sample_path("corpus")
     path = Path(path).expanduser()
     if path.is_file():

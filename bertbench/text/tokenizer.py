@@ -1,38 +1,30 @@
 """WordPiece tokenization equal to google-research/bert's `FullTokenizer`, run with tensorflow-text.
 
-The original BasicTokenizer is: drop NUL, U+FFFD and control characters (Cc/Cf but tab, newline,
-carriage return); map whitespace to ' '; put spaces around CJK ideographs; split on whitespace;
-if uncased: `str.lower()`, NFD, drop combining marks (Mn); split off punctuation (ASCII
-punctuation ranges + Unicode P*). Then greedy longest-match-first WordPiece with '##' suffixes;
-words longer than 100 characters become [UNK].
+Words come from the original BasicTokenizer (`bertbench.text.basic`, its steps as TF ops), then
+greedy longest-match-first WordPiece with '##' suffixes; words longer than 100 characters become
+[UNK].
 
-tensorflow-text's end-to-end tokenizers do not match it: `BertTokenizer(lower_case=True)` applies
-NFKC case folding ('ß' -> 'ss', full-width 'Ａ' -> 'a', '…' -> '...') and
+tensorflow-text's end-to-end tokenizers do not match the original: `BertTokenizer(lower_case=True)`
+applies NFKC case folding ('ß' -> 'ss', full-width 'Ａ' -> 'a', '…' -> '...') and
 `FastBertTokenizer(lower_case_nfd_strip_accents=True)` has its own character tables and counts the
 100-character limit in bytes; on the MiniLM vocabulary each gave other ids than the original on 28
-of 3,919 Wikipedia paragraphs (uncased) and on 6-7 of our 20 hard strings. So the graph path here
-builds the original steps from TF ops (`regex_replace`, ICU `lower` and NFD, `regex_split`) with
-character classes computed from Python's `unicodedata` (what the original uses), and runs the
-WordPiece step with tensorflow-text's `FastWordpieceTokenizer(no_pretokenization=True)`
-(LinMaxMatch, which equals greedy MaxMatch). ICU's case tables (TF 2.21) predate Python 3.11's
-Unicode 14: the ~40 newer capitals it leaves alone are lower-cased by explicit replacements first
-(found at start-up, so another Python version adapts). Tests compare every assigned code point with
-the original; the one known gap is final-sigma context next to those ~40 letters. Character
-offsets come from a Python port of the same steps that keeps, for every normalised character, the
-original character it came from.
+of 3,919 Wikipedia paragraphs (uncased) and on 6-7 of our 20 hard strings. So the WordPiece step
+alone runs on tensorflow-text's `FastWordpieceTokenizer(no_pretokenization=True)` (LinMaxMatch,
+which equals greedy MaxMatch), after our own BasicTokenizer. Character offsets come from the
+Python port of the same steps (`basic.words_with_spans`).
 
 The word-length limit is 100 characters, as in Hugging Face's port and the MiniLM oracle;
 google-research/bert's `WordpieceTokenizer` default is 200 (pass `max_chars_per_word=200`).
 """
 
-import functools
 import re
-import unicodedata
 from pathlib import Path
 
 import numpy as np
 
 from bertbench.errors import BertbenchError
+from bertbench.resources import sample_path
+from bertbench.text.basic import tf_basic_words, words_with_spans
 
 SPECIAL_TOKENS = {"cls_id": "[CLS]", "sep_id": "[SEP]", "pad_id": "[PAD]", "mask_id": "[MASK]",
                   "unk_id": "[UNK]"}
@@ -223,45 +215,6 @@ class WordPieceTokenizer:
         return {k: np.stack([r[k] for r in rows]) for k in keys}
 
 
-@functools.lru_cache(maxsize=None)
-def _graph_patterns(lowercase):
-    """RE2 patterns of the BasicTokenizer steps (and lowercase fix-ups when `lowercase`)."""
-    import tensorflow as tf
-
-    classes = char_classes()
-    fixes = []  # characters whose lowercase ICU's (older) Unicode tables do not know
-    if lowercase:
-        cased = sorted(classes["cased"])
-        with tf.init_scope():  # eager even when first called while tracing
-            icu = tf.strings.lower(" ".join(cased), encoding="utf-8").numpy().decode("utf-8")
-        fixes = [(re2_class(c), c.lower()) for c, low in zip(cased, icu.split(" "))
-                 if low != c.lower()]
-    return {"delete": re2_class(classes["delete"]), "space": re2_class(classes["space"]),
-            "cjk": re2_class(classes["cjk"]), "mark": re2_class(classes["mark"]),
-            "delim": f"{re2_class(classes['whitespace'])}+|{re2_class(classes['punct'])}",
-            "keep": re2_class(classes["punct"]), "fixes": tuple(fixes)}
-
-
-def tf_basic_words(strings, lowercase=True):
-    """The original BasicTokenizer as TF ops: tf.string [batch] -> RaggedTensor [batch, (words)]."""
-    import tensorflow as tf
-    import tensorflow_text as tf_text
-
-    g = _graph_patterns(bool(lowercase))
-    x = tf.strings.regex_replace(strings, g["delete"], "")
-    x = tf.strings.regex_replace(x, g["space"], " ")
-    x = tf.strings.regex_replace(x, g["cjk"], " \\0 ")
-    if lowercase:
-        # str.lower() on the whole text equals the original's per-word lower(): words are
-        # separated by whitespace, which is neither cased nor case-ignorable (final sigma).
-        for pattern, lower in g["fixes"]:
-            x = tf.strings.regex_replace(x, pattern, lower)
-        x = tf.strings.lower(x, encoding="utf-8")
-        x = tf_text.normalize_utf8(x, "NFD")
-        x = tf.strings.regex_replace(x, g["mark"], "")
-    return tf_text.regex_split(x, g["delim"], g["keep"])
-
-
 def truncate_seq_pair(tokens_a, tokens_b, max_length):
     """In place, as google-research/bert: pop from the longer list (B on ties) until they fit."""
     while len(tokens_a) + len(tokens_b) > max_length:
@@ -274,8 +227,6 @@ def truncate_seq_pair(tokens_a, tokens_b, max_length):
 def load_tokenizer(vocab="sample", lowercase=True):
     """A WordPieceTokenizer over the bundled vocabulary ("sample") or a vocab.txt path."""
     if vocab == "sample":
-        from bertbench.resources import sample_path
-
         vocab = sample_path("vocab_uncased.txt" if lowercase else "vocab_cased.txt")
     return WordPieceTokenizer(vocab, lowercase=lowercase)
 
@@ -292,119 +243,3 @@ def _ragged_to_lists(ragged):
     values = ragged.flat_values.numpy().tolist()
     bounds = ragged.row_splits.numpy().tolist()
     return [values[bounds[i]:bounds[i + 1]] for i in range(len(bounds) - 1)]
-
-
-# ---- character classes of the original BasicTokenizer (from Python's unicodedata) -------------
-_CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
-               (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
-_ASCII_PUNCT = ((33, 47), (58, 64), (91, 96), (123, 126))  # all non-alphanumeric printable ASCII
-
-
-@functools.lru_cache(maxsize=None)
-def char_classes():
-    """name -> frozenset of characters, as google-research/bert's predicates decide them.
-
-    delete: NUL, U+FFFD and control (Cc/Cf but tab/newline/CR); space: ' ', tab, newline, CR and
-    Zs; cjk: the CJK ideograph blocks; mark: Mn; punct: ASCII punctuation ranges and P*;
-    whitespace: what `str.split()` splits on; cased: characters that `str.lower()` changes.
-    """
-    by_category = {}
-    for ch in map(chr, range(0x110000)):
-        by_category.setdefault(unicodedata.category(ch), []).append(ch)
-    del by_category["Cs"]  # surrogates cannot occur in UTF-8 text
-    spans = lambda ranges: {chr(cp) for lo, hi in ranges for cp in range(lo, hi + 1)}
-    punct = spans(_ASCII_PUNCT).union(*(v for k, v in by_category.items() if k.startswith("P")))
-    letters = [c for k in ("Lu", "Lt", "Nl", "So") for c in by_category.get(k, [])]
-    return {
-        "delete": frozenset(by_category["Cc"] + by_category["Cf"] + ["\ufffd"]) - set("\t\n\r"),
-        "space": frozenset(by_category["Zs"] + list(" \t\n\r")),
-        "cjk": frozenset(spans(_CJK_RANGES)),
-        "mark": frozenset(by_category["Mn"]),
-        "punct": frozenset(punct),
-        "whitespace": frozenset(c for c in map(chr, range(0x3001)) if c.isspace()),  # <= U+3000
-        "cased": frozenset(c for c in letters if c.lower() != c),
-    }
-
-
-def _code_point_ranges(chars):
-    """Sorted (lo, hi) inclusive code-point ranges covering exactly `chars`."""
-    cps = sorted(ord(c) for c in chars)
-    ranges, start = [], 0
-    for i in range(1, len(cps) + 1):
-        if i == len(cps) or cps[i] != cps[i - 1] + 1:
-            ranges.append((cps[start], cps[i - 1]))
-            start = i
-    return ranges
-
-
-def re2_class(chars):
-    """A RE2 character class `[\\x{..}-\\x{..}...]` matching exactly `chars`."""
-    body = "".join(f"\\x{{{lo:x}}}-\\x{{{hi:x}}}" for lo, hi in _code_point_ranges(chars))
-    return "[" + body + "]"
-
-
-def py_class(chars, negate=False):
-    """A Python `re` character class matching exactly `chars` (or all others when `negate`)."""
-    body = "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in _code_point_ranges(chars))
-    return ("[^" if negate else "[") + body + "]"
-
-
-# ---- the BasicTokenizer in Python, keeping where each character came from ----------------------
-def _normalize_token(chars, positions, lowercase):
-    """A whitespace token -> (normalised chars, start offset, end offset per normalised char)."""
-    if not lowercase:
-        return chars, positions, [p + 1 for p in positions]
-    mark = char_classes()["mark"]
-
-    def norm(text):  # the original: lower(), NFD, drop Mn
-        return [c for c in unicodedata.normalize("NFD", text.lower()) if c not in mark]
-
-    whole = norm("".join(chars))
-    per_char = [norm(c) for c in chars]
-    if sum(map(len, per_char)) != len(whole):
-        # reordered marks around a kept one (very rare): every character gets the token's span
-        return whole, [positions[0]] * len(whole), [positions[-1] + 1] * len(whole)
-    starts, ends = [], []  # lengths agree: per-character origins, the whole token's characters
-    for part, pos in zip(per_char, positions):  # (they differ only by final sigma: ς vs σ)
-        if not part and ends:  # a dropped mark belongs to the character before it
-            ends[-1] = pos + 1
-        starts.extend([pos] * len(part))
-        ends.extend([pos + 1] * len(part))
-    return whole, starts, ends
-
-
-@functools.lru_cache(maxsize=None)
-def _python_patterns():
-    """Python `re` patterns of the offsets path: whitespace tokens, deletions, punctuation."""
-    c = char_classes()
-    # deleted characters (e.g. \x0b, \x85) join their neighbours even where str.split() would cut
-    separators = c["space"] | (c["whitespace"] - c["delete"]) | c["cjk"]
-    return (re.compile(f"{py_class(c['cjk'])}|{py_class(separators, negate=True)}+"),
-            re.compile(py_class(c["delete"])),
-            re.compile(f"{py_class(c['punct'])}|{py_class(c['punct'], negate=True)}+"))
-
-
-def words_with_spans(text, lowercase):
-    """The original BasicTokenizer's words of `text`, each as (word, starts, ends).
-
-    starts[k]/ends[k] are the code-point offsets in `text` of the character that produced the k-th
-    character of the normalised word (ends exclusive).
-    """
-    token_re, delete_re, split_re = _python_patterns()
-    words = []
-    for token in token_re.finditer(text):  # whitespace tokens (CJK ideographs on their own)
-        s, chunk = token.start(), token.group()
-        if delete_re.search(chunk) is None and (not lowercase or chunk.isascii()):
-            norm = chunk.lower() if lowercase else chunk  # one character per original character
-            for m in split_re.finditer(norm):
-                a, b = s + m.start(), s + m.end()
-                words.append((m.group(), range(a, b), range(a + 1, b + 1)))
-            continue
-        kept = [(ch, s + i) for i, ch in enumerate(chunk) if delete_re.match(ch) is None]
-        if not kept:
-            continue
-        norm, starts, ends = _normalize_token([k[0] for k in kept], [k[1] for k in kept],
-                                              lowercase)
-        for m in split_re.finditer("".join(norm)):
-            words.append((m.group(), starts[m.start():m.end()], ends[m.start():m.end()]))
-    return words

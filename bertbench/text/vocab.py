@@ -1,7 +1,8 @@
-"""Learning a WordPiece vocabulary, and the `vocab` command.
+"""Learning a WordPiece vocabulary (the `vocab` command's library part; the command is
+bertbench.commands.vocab).
 
 Words are cut exactly as `bertbench.text.tokenizer` cuts them (the original BERT BasicTokenizer, as TF
-ops: `tokenizer.tf_basic_words`), so the learned pieces fit the normalisation the tokenizer applies
+ops: `bertbench.text.basic.tf_basic_words`), so the learned pieces fit the normalisation the tokenizer applies
 (uncased: lower-cased, accents stripped; cased: as written). The pieces are then learned with
 tensorflow-text's WordPiece learner (`wordpiece_tokenizer_learner_lib.learn`, the algorithm behind
 `bert_vocab_from_dataset`, which we do not call because its BasicTokenizer applies NFKC case
@@ -18,6 +19,8 @@ from pathlib import Path
 
 from bertbench.errors import BertbenchError
 from bertbench.files import write_text_atomic
+from bertbench.text.basic import tf_basic_words
+from bertbench.text.corpus import read_documents
 
 RESERVED = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _BATCH = 4096  # texts per tensorflow-text call when counting words
@@ -31,8 +34,6 @@ GLUE_TEXT_COLUMNS = {"CoLA": (3,), "SST-2": ("sentence",), "MRPC": ("#1 String",
 def count_words(texts, lowercase=True):
     """Counter word -> count of the tokenizer's words (before WordPiece) over `texts`."""
     import tensorflow as tf
-
-    from bertbench.text.tokenizer import tf_basic_words
 
     texts = list(texts)
     counts = collections.Counter()
@@ -72,8 +73,6 @@ def write_vocab(vocab, out):
 
 def corpus_texts(paths, max_lines=None):
     """Paragraph lines of the corpora at `paths` (files or folders; see bertbench.text.corpus)."""
-    from bertbench.text.corpus import read_documents
-
     texts = []
     for path in paths:
         for document in read_documents(path, sentence_split=False):
@@ -130,31 +129,3 @@ def _conll_sentences(path):
             sentences.append(" ".join(words))
             words = []
     return sentences
-
-
-def add_arguments(parser):
-    parser.add_argument("--corpus", action="append", required=True, metavar="PATH",
-                        help="corpus file or folder (plain text, WikiText, WikiExtractor, .gz); "
-                             "repeat to combine; 'sample' is the bundled corpus")
-    parser.add_argument("--task-data", metavar="DIR",
-                        help="also learn from the train splits under this data root "
-                             "(glue/, squad/, conll2003/); 'sample' is the bundled one")
-    parser.add_argument("--size", type=int, default=8192, help="maximum vocabulary size")
-    parser.add_argument("--out", required=True, help="vocabulary file to write (one token a line)")
-    parser.add_argument("--cased", action="store_true", help="keep case and accents")
-    parser.add_argument("--max-lines", type=int, default=None, metavar="N",
-                        help="read at most N corpus lines (paragraphs)")
-
-
-def main(args):
-    texts = corpus_texts(args.corpus, args.max_lines)
-    n_corpus = len(texts)
-    if args.task_data:
-        from bertbench.resources import resolve_data_dir
-
-        texts += task_texts(resolve_data_dir(args.task_data))
-    vocab = learn_vocabulary(texts, args.size, lowercase=not args.cased)
-    write_vocab(vocab, args.out)
-    print(f"wrote {len(vocab)} tokens to {args.out} ({'cased' if args.cased else 'uncased'}; "
-          f"{n_corpus} corpus lines, {len(texts) - n_corpus} task texts)")
-    return 0

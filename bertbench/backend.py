@@ -1,0 +1,58 @@
+"""The executor of an experiment's runs: the runner (bertbench.results.runner) plans, caches and
+records; a Backend does the model work (`pretrain`, `random_init`, `finetune`).
+
+Tests and other executors replace it with `--backend module:Name` or `path/to/file.py:Name`
+(`load_backend`). Importing this module loads no TensorFlow (the loops import it when they run), so
+planning, dry runs and tests stay light.
+"""
+
+import importlib
+import importlib.util
+from pathlib import Path
+
+from bertbench.config import to_dict
+from bertbench.errors import BertbenchError
+from bertbench.finetuning.init import random_encoder
+from bertbench.finetuning.loop import finetune
+from bertbench.model.checkpoint import save_encoder
+from bertbench.pretraining.loop import pretrain, resolve_model_config
+
+
+class Backend:
+    """The real work: bertbench's pretraining and fine-tuning loops."""
+
+    def pretrain(self, model_cfg, pretrain_cfg, out_dir, strategy="default", export_at=()):
+        return pretrain(model_cfg, pretrain_cfg, out_dir, strategy=strategy, export_at=export_at)
+
+    def random_init(self, model_cfg, pretrain_cfg, out_dir):
+        """The no-pretraining baseline: a seeded random encoder saved like a pretrained one."""
+        model_cfg = resolve_model_config(model_cfg, pretrain_cfg, model_cfg.vocabulary_size)  # attention
+        encoder, model_cfg, tokenizer = random_encoder(model_cfg, pretrain_cfg.vocab, pretrain_cfg.lowercase,
+                                                       pretrain_cfg.seed)
+        save_encoder(encoder, model_cfg, Path(out_dir) / "encoder", tokenizer.vocab_path, pretrain_cfg.lowercase,
+                     extra={"objective": "none (random init)", "steps": 0})
+        return {"status": "ok", "steps": 0, "model": to_dict(model_cfg)}
+
+    def finetune(self, finetune_cfg, init, out_dir, data_dir, strategy="default"):
+        return finetune(finetune_cfg, init, out_dir, data_dir, strategy=strategy)
+
+
+def load_backend(spec=None):
+    """Backend() or the object named by 'module:attr' / 'file.py:attr' (a class is instantiated)."""
+    if not spec:
+        return Backend()
+    target, _, attr = spec.rpartition(":")
+    if not target or not attr:
+        raise BertbenchError(f"--backend '{spec}' must look like module:Name or path/to/file.py:Name")
+    if target.endswith(".py"):
+        if not Path(target).is_file():
+            raise BertbenchError(f"--backend file not found: {target}")
+        mod_spec = importlib.util.spec_from_file_location(Path(target).stem, target)
+        module = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(target)
+    if not hasattr(module, attr):
+        raise BertbenchError(f"--backend: {target} has no attribute '{attr}'")
+    obj = getattr(module, attr)
+    return obj() if isinstance(obj, type) else obj

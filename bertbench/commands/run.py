@@ -1,0 +1,46 @@
+"""`run`: execute an experiment's plan (pretrain its variants, fine-tune, write records and tables), or
+print it with --dry-run."""
+
+from bertbench.backend import load_backend
+from bertbench.model.strategy import STRATEGIES
+from bertbench.results.runner import describe, make_plan, run_experiment
+
+
+def add_arguments(parser):
+    parser.add_argument("experiment", help="experiment name (see `bertbench list`)")
+    parser.add_argument("--scale", default="ci", help="ci (default), small or base (experiments/_scales.toml)")
+    parser.add_argument("--seeds", type=int, default=None, help="fine-tuning seeds 0..N-1 (default: the scale's)")
+    parser.add_argument("--data-dir", default=None, help="task data and corpus root (small/base; default ci: sample)")
+    parser.add_argument("--only", action="append", default=[], metavar="VARIANT",
+                        help="run only these variants (repeat, or comma-separate)")
+    parser.add_argument("--column", action="append", default=[], metavar="COLUMN",
+                        help="run only these table columns, e.g. --column MRPC (repeat, or comma-separate)")
+    parser.add_argument("--baseline", action="store_true", help="add the no-pretraining (random init) row")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan (ids, cached or not, cost); run nothing")
+    parser.add_argument("--shard", default=None, metavar="I/N", help="run shard I of N (0-based), for clusters")
+    parser.add_argument("--results", default="results", help="results folder (default: results/)")
+    parser.add_argument("--runs", default="runs", help="checkpoints and run folders (default: runs/)")
+    parser.add_argument("--strategy", default="default", choices=STRATEGIES, help="tf.distribute strategy")
+    parser.add_argument("--experiments", default=None, help="folder of experiment TOML files")
+    parser.add_argument("--backend", default=None, metavar="MODULE:NAME",
+                        help="executor replacing real pretraining/fine-tuning (tests, custom schedulers)")
+
+
+def _split(values):
+    """['a,b', 'c'] -> ['a', 'b', 'c']; None when nothing was given."""
+    return [x.strip() for v in values for x in v.split(",") if x.strip()] or None
+
+
+def main(args):
+    only, columns = _split(args.only), _split(args.column)
+    if args.dry_run:
+        plan = make_plan(args.experiment, args.scale, seeds=args.seeds, only=only, columns=columns,
+                         baseline=args.baseline, data_dir=args.data_dir, shard=args.shard,
+                         experiments=args.experiments)
+        print("\n".join(describe(plan, args.results, args.runs)))
+        return 0
+    counts = run_experiment(args.experiment, args.scale, seeds=args.seeds, data_dir=args.data_dir, only=only,
+                            columns=columns, baseline=args.baseline, shard=args.shard, results=args.results,
+                            runs=args.runs, strategy=args.strategy, backend=load_backend(args.backend),
+                            experiments=args.experiments)
+    return 1 if counts["failed"] or counts["skipped"] else 0

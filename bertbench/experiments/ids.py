@@ -1,0 +1,37 @@
+"""Run ids: a short content hash of what a run depends on, so equal configs are one run.
+
+A pretraining shared by variants or experiments gets one id and runs once; any resolved change
+(a setting, the seed, which data a fine-tuning reads) gives a new id. The committed records carry
+these ids: a change here (or in what configs mean) must bump HASH_VERSION.
+"""
+
+import hashlib
+import json
+
+from bertbench.config import to_dict
+
+HASH_VERSION = 1  # bump to invalidate every cached run after a change in what configs mean
+
+
+def content_id(payload):
+    """First 12 hex digits of sha256 of the canonical JSON of `payload` (sorted keys, no spaces)."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def pretrain_payload(kind, model, pretrain, export_at=()):
+    """What a pretraining run (kind "pretrain") or a random init (kind "random_init") depends on."""
+    if kind == "random_init":  # only what the initialisation depends on
+        return {"hash_version": HASH_VERSION, "kind": kind, "model": to_dict(model), "vocab": pretrain.vocab,
+                "lowercase": pretrain.lowercase, "seed": pretrain.seed}
+    payload = {"hash_version": HASH_VERSION, "kind": kind, "model": to_dict(model), "pretrain": to_dict(pretrain)}
+    if export_at:
+        payload["export_at"] = list(export_at)
+    return payload
+
+
+def finetune_payload(pretrain_id, init, finetune, data):
+    """What a fine-tuning run depends on: its pretraining, the encoder it starts from, its config, and
+    which data it reads ("sample" or "external"; not the path)."""
+    return {"hash_version": HASH_VERSION, "kind": "finetune", "pretrain_id": pretrain_id, "init": init,
+            "finetune": to_dict(finetune), "data": data}

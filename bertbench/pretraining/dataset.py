@@ -1,0 +1,144 @@
+"""The one pretraining dataset builder: instances -> masks -> batches of (features, labels) for the loop.
+
+Its sources: tokenized documents (`bertbench.pretraining.inputs.PretrainingCorpus`) or the TFRecord
+shards of `pretrain-data` (`bertbench.pretraining.tfrecords`). Masking is static (fixed masks from
+numpy, `masking.mask_tokens`) or dynamic (fresh masks per batch inside tf.data,
+`masking.tf_mask_tokens`, keras-hub/RoBERTa style).
+"""
+
+from bertbench.pretraining.instances import create_instances
+from bertbench.pretraining.masking import tf_mask_tokens
+from bertbench.pretraining.tfrecords import mask_instances, masking_spec_for, read_tfrecords
+
+
+def train_dataset(corpus, cfg, seq_length, batch_size):
+    """The endless, shuffled, dynamically (or statically) masked training stream of a corpus."""
+    return pretraining_dataset(cfg, corpus.tokenizer, documents=corpus.train_docs, batch_size=batch_size,
+                               seq_length=seq_length, seed=cfg.seed, repeat=True)
+
+
+def heldout_dataset(corpus, cfg, seq_length, batch_size):
+    """One fixed pass over the held-out documents: fixed masks (seeded), no shuffling."""
+    return pretraining_dataset(cfg, corpus.tokenizer, documents=corpus.heldout_docs, batch_size=batch_size,
+                               seq_length=seq_length, seed=cfg.seed + 1, repeat=False, shuffle=False,
+                               drop_remainder=False)
+
+
+def pretraining_dataset(pretrain_cfg, tokenizer, documents=None, tfrecord_paths=None, batch_size=None,
+                        seq_length=None, seed=None, repeat=True, shuffle=True, drop_remainder=True):
+    """Batches of (features, labels) for the pretraining loop.
+
+    Source: `tfrecord_paths` (shards of `pretrain-data`), else `documents` (tokenized: lists of
+    sentences, each a sequence of ids; `PretrainingCorpus` reads and tokenizes the corpus).
+    batch_size / seq_length / seed default to the config's batch_size / max_seq_length / seed.
+
+    Contract (all int32 unless stated; b = batch_size, s = seq_length, P = predictions_per_seq(s)):
+    - "mlm+nsp" / "mlm": features {token_ids [b,s] (masked), segment_ids [b,s], padding_mask [b,s]
+      (1 on real tokens), masked_lm_positions [b,P]}; labels {masked_lm_ids [b,P] (original ids),
+      masked_lm_weights [b,P] float32 (1.0 real prediction, 0.0 padding slot), and for "mlm+nsp"
+      next_sentence_labels [b] (0 IsNext, 1 NotNext)}.
+    - "ltr": features {token_ids, segment_ids (zeros), padding_mask}; labels {next_token_ids [b,s]
+      (token_ids shifted left, [PAD] at the end), next_token_weights [b,s] float32 (1.0 where the
+      target is a real token, the final [SEP] included)}.
+    Dynamic masking (pretrain_cfg.dynamic_masking) draws fresh masks for every batch of every epoch
+    from the stateless seed (seed, batch counter): deterministic given the seed, and the instances
+    are built once (dupe_factor applies to static masking only). Static masking fixes dupe_factor
+    masked copies up front. With repeat=True the stream is endless; batches drop the remainder
+    unless drop_remainder=False (for one full held-out pass: repeat=False, shuffle=False, a fixed
+    seed gives the same masks on every call).
+    """
+    import tensorflow as tf
+
+    cfg = pretrain_cfg
+    seq_length = seq_length or cfg.max_seq_length
+    batch_size = batch_size or cfg.batch_size
+    seed = cfg.seed if seed is None else seed
+    spec = masking_spec_for(tokenizer, cfg, seq_length)
+    dynamic = cfg.dynamic_masking and cfg.objective != "ltr"
+    if tfrecord_paths is not None:
+        ds = read_tfrecords(tfrecord_paths, seq_length, spec.max_predictions).map(_from_record)
+        if shuffle:
+            ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.repeat() if repeat else ds
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    else:
+        arrays = _instance_arrays(cfg, tokenizer, documents, spec, seq_length, seed, dynamic)
+        tensors = {k: tf.constant(v) for k, v in arrays.items()}
+        ds = tf.data.Dataset.range(len(arrays["token_ids"]))
+        if shuffle:
+            ds = ds.shuffle(len(arrays["token_ids"]), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.repeat() if repeat else ds
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(
+            lambda idx: {k: tf.gather(t, idx) for k, t in tensors.items()})
+    finish = _batch_finisher(cfg, spec, seed, dynamic, tokenizer.pad_id)
+    ds = ds.enumerate().map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _instance_arrays(cfg, tokenizer, documents, spec, seq_length, seed, dynamic):
+    """Numpy arrays of instances: token_ids, segment_ids, lengths, next_sentence_labels (+ static masks)."""
+    if documents is None:
+        raise ValueError("pretraining_dataset needs tokenized `documents` or `tfrecord_paths`")
+    copies = 1 if dynamic or cfg.objective == "ltr" else cfg.dupe_factor
+    inst = create_instances(documents, cfg, tokenizer.cls_id, tokenizer.sep_id, tokenizer.pad_id,
+                            seq_length=seq_length, dupe_factor=copies, seed=seed)
+    out = {"token_ids": inst.token_ids, "segment_ids": inst.segment_ids, "lengths": inst.lengths,
+           "next_sentence_labels": inst.next_sentence_labels}
+    if not dynamic and cfg.objective != "ltr":
+        masked = mask_instances(inst, spec, seed, cfg.objective)
+        out.update(token_ids=masked["input_ids"], masked_lm_positions=masked["masked_lm_positions"],
+                   masked_lm_ids=masked["masked_lm_ids"], masked_lm_weights=masked["masked_lm_weights"])
+    return out
+
+
+def _from_record(example):
+    """A parsed TFRecord example -> the internal per-instance layout (masks as stored)."""
+    import tensorflow as tf
+
+    cast = lambda key: tf.cast(example[key], tf.int32)  # noqa: E731
+    return {"token_ids": cast("input_ids"), "segment_ids": cast("segment_ids"),
+            "lengths": tf.reduce_sum(cast("input_mask")),
+            "next_sentence_labels": cast("next_sentence_labels")[0],
+            "masked_lm_positions": cast("masked_lm_positions"), "masked_lm_ids": cast("masked_lm_ids"),
+            "masked_lm_weights": example["masked_lm_weights"]}
+
+
+def _batch_finisher(cfg, spec, seed, dynamic, pad_id):
+    """(batch counter, batch of internal layout) -> (features, labels) of the documented contract."""
+    import tensorflow as tf
+
+    def finish(step, batch):
+        token_ids = tf.cast(batch["token_ids"], tf.int32)
+        seq = tf.shape(token_ids)[1]
+        padding_mask = tf.cast(tf.range(seq)[None, :] < tf.cast(batch["lengths"], tf.int32)[:, None], tf.int32)
+        features = {"segment_ids": tf.cast(batch["segment_ids"], tf.int32), "padding_mask": padding_mask}
+        if cfg.objective == "ltr":
+            features["token_ids"] = token_ids
+            next_ids = tf.concat([token_ids[:, 1:], tf.fill([tf.shape(token_ids)[0], 1], pad_id)], axis=1)
+            next_weights = tf.concat([padding_mask[:, 1:], tf.zeros_like(padding_mask[:, :1])], axis=1)
+            return features, {"next_token_ids": next_ids, "next_token_weights": tf.cast(next_weights, tf.float32)}
+        if dynamic:
+            if "masked_lm_positions" in batch:  # stored static masks: put the original ids back first
+                token_ids = _unmask(token_ids, batch)
+            masked = tf_mask_tokens(token_ids, batch["lengths"], spec,
+                                    tf.stack([tf.constant(seed, tf.int64), tf.cast(step, tf.int64)]))
+        else:
+            masked = {"input_ids": token_ids, "masked_lm_positions": batch["masked_lm_positions"],
+                      "masked_lm_ids": batch["masked_lm_ids"], "masked_lm_weights": batch["masked_lm_weights"]}
+        features["token_ids"] = tf.cast(masked["input_ids"], tf.int32)
+        features["masked_lm_positions"] = tf.cast(masked["masked_lm_positions"], tf.int32)
+        labels = {"masked_lm_ids": tf.cast(masked["masked_lm_ids"], tf.int32),
+                  "masked_lm_weights": tf.cast(masked["masked_lm_weights"], tf.float32)}
+        if cfg.nsp:
+            labels["next_sentence_labels"] = tf.cast(batch["next_sentence_labels"], tf.int32)
+        return features, labels
+
+    return finish
+
+
+def _unmask(token_ids, batch):
+    import tensorflow as tf
+
+    slots = tf.where(batch["masked_lm_weights"] > 0)  # [k, 2]
+    at = tf.stack([tf.cast(slots[:, 0], tf.int32), tf.gather_nd(batch["masked_lm_positions"], slots)], -1)
+    return tf.tensor_scatter_nd_update(token_ids, at, tf.gather_nd(batch["masked_lm_ids"], slots))
