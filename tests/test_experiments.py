@@ -179,3 +179,18 @@ def test_baseline_is_random_init_and_only_filters():
     assert [v.name for v in p.variants] == ["bert", "no_pretraining"]
     assert {pre.kind for pre in p.pretrains} == {"pretrain", "random_init"}
     assert [v.name for v in plan("ablation_nsp").variants] == ["bert", "no_nsp", "ltr_no_nsp", "ltr_bilstm"]
+
+
+def test_pretraining_seeds_replicate_each_variant_and_keep_seed_zero_ids():
+    one = plan("ablation_nsp", seeds=2)
+    three = plan("ablation_nsp", seeds=2, pretrain_seeds=3)
+    assert three.variant_pretrain == one.variant_pretrain  # seed 0 is the plain run: same ids
+    assert len(three.pretrains) == 3 * len(one.pretrains)
+    bert = [p for p in three.pretrains if "bert" in three.variants_of(p.id)]
+    assert sorted((p.pretrain_seed, p.pretrain.seed) for p in bert) == [(0, 0), (1, 1), (2, 2)]
+    assert {f.id for f in one.finetunes} <= {f.id for f in three.finetunes}
+    units = {(f.pretrain_seed, f.seed) for f in three.finetunes if f.variant == "bert" and f.column == "MRPC"}
+    assert units == {(m, s) for m in range(3) for s in range(2)}
+    assert set(three.variants_of(three.variant_pretrain["ltr_no_nsp"])) == {"ltr_no_nsp", "ltr_bilstm"}
+    with pytest.raises(ConfigError, match="pretrain-seeds must be at least 1"):
+        plan("ablation_nsp", pretrain_seeds=0)

@@ -17,6 +17,7 @@ import pytest
 
 from bertbench.config import FinetuneConfig, ModelConfig
 from bertbench.errors import BertbenchError
+from bertbench.evaluation import per_example
 from bertbench.finetuning import grid, loop, tagging
 from bertbench.finetuning.init import prepare_init
 from bertbench.finetuning.kinds import kind_of
@@ -339,6 +340,14 @@ def test_end_to_end_writes_official_predictions(tmp_path, task):
     spec = get_task(task)
     assert record["main_metric"] == spec.main_metric and record["steps"] >= 1
     assert record["num_eval_examples"] == len(spec.load("dev", str(root)))
+    # the per-example rows recompute every metric they can, exactly (dev-set bootstrap of the tables)
+    form, rows = record["example_rows"]["form"], np.asarray(record["example_rows"]["rows"])
+    recomputed = [m for m in spec.metrics if per_example.has_rows(form, m)]
+    assert spec.main_metric in recomputed
+    for name in recomputed:
+        assert per_example.value(form, name, rows) == pytest.approx(record["metrics"][name], abs=1e-6), name
+    assert isinstance(record["single_prediction"], bool)
+    assert spec.main_metric in record["majority_baseline"]
 
 
 @pytest.mark.slow
@@ -364,6 +373,10 @@ def test_evidence_tiny_encoder_beats_majority_on_real_sst2(tmp_path):
     record = loop.finetune(cfg, None, tmp_path / "out", model_cfg=model_cfg, vocab=vocab)
     assert record["num_eval_examples"] == len(dev) == 400
     assert record["metrics"]["accuracy"] >= majority + 8.0, (record["metrics"], majority)
+    train_majority = collections.Counter(ex.label for ex in train).most_common(1)[0][0]
+    expected = 100.0 * sum(ex.label == train_majority for ex in dev) / len(dev)  # by hand
+    assert record["majority_baseline"]["accuracy"] == pytest.approx(expected)
+    assert record["single_prediction"] is False
 
 
 MIRRORED_SCRIPT = textwrap.dedent("""

@@ -196,6 +196,56 @@ def test_records_carry_the_model_config_the_run_had(tmp_path):
     assert len(recs) == 3 and {r["config"]["model"]["vocabulary_size"] for r in recs} == {8071}
 
 
+class StatisticsBackend(FakeBackend):
+    """Fine-tuning that also reports what the real one reports for the tables' statistics: per-example
+    rows (labels form: [correct, tp, fp, fn, tn]), the single-prediction flag, the majority baseline."""
+
+    def finetune(self, cfg, init, out_dir, data_dir, strategy="default"):
+        out = super().finetune(cfg, init, out_dir, data_dir, strategy)
+        collapsed = cfg.task == "sst2"  # SST-2: predicts one class, accuracy 50 = the baseline
+        rows = [[1, 1, 0, 0, 0], [1, 0, 0, 0, 1], [0, 0, 1, 0, 0], [1, 1, 0, 0, 0]]
+        out["metrics"] = {"accuracy": 50.0 if collapsed else 75.0, "f1": 80.0}
+        return {**out, "example_rows": {"form": "labels", "rows": rows}, "single_prediction": collapsed,
+                "majority_baseline": {"accuracy": 50.0, "f1": 66.7}}
+
+
+def test_records_carry_statistics_fields_and_pretraining_seeds(tmp_path):
+    counts = run(tmp_path, only=["bert"], columns=["MRPC", "SST-2"], seeds=2, pretrain_seeds=2,
+                 backend=StatisticsBackend(tmp_path / "m"))
+    assert counts["ran"] == 2 + 2 * 2 * 2  # two pretrainings (seeds 0 and 1), each x 2 columns x 2 seeds
+    recs = records.load_records(tmp_path / "results", "ablation_nsp", "ci")
+    pre = sorted((r for r in recs if r["kind"] == "pretrain"), key=lambda r: r["pretrain_seed"])
+    assert [r["pretrain_seed"] for r in pre] == [0, 1]
+    assert [r["config"]["pretrain"]["seed"] for r in pre] == [0, 1] and pre[0]["variants"] == ["bert"]
+    one_seed = make_plan("ablation_nsp", only=["bert"], columns=["MRPC", "SST-2"], seeds=2)
+    assert pre[0]["pretrain_id"] == one_seed.variant_pretrain["bert"]  # seed 0 keeps its id
+    ft = [r for r in recs if r["kind"] == "finetune"]
+    assert sorted((r["pretrain_seed"], r["seed"]) for r in ft if r["column"] == "MRPC") == \
+        [(0, 0), (0, 1), (1, 0), (1, 1)]
+    mrpc = next(r for r in ft if r["column"] == "MRPC")  # Table 5 reports MRPC accuracy
+    assert mrpc["example_rows"] == {"form": "labels", "metric": "accuracy",
+                                    "rows": [[1, 1, 0, 0, 0], [1, 0, 0, 0, 1], [0, 0, 1, 0, 0], [1, 1, 0, 0, 0]]}
+    assert mrpc["baselines"] == {"majority": 50.0} and mrpc["collapsed"] is False
+    sst2 = next(r for r in ft if r["column"] == "SST-2")
+    assert sst2["collapsed"] is True and sst2["collapse_reason"] == "predicts a single class"
+    assert "example_rows" not in sst2["output"]  # lists stay out of the scalar `output`
+
+
+def test_a_run_at_the_majority_baseline_is_flagged_collapsed():
+    from bertbench.experiments.schema import Column
+    from bertbench.results.runner import dev_statistics
+
+    col = Column(name="RTE", task="rte", metric="accuracy")
+    output = {"majority_baseline": {"accuracy": 52.7}, "single_prediction": False,
+              "example_rows": {"form": "labels", "rows": [[1, 0, 0, 0, 1]]}}
+    assert dev_statistics(col, output, 52.7)["collapse_reason"] == "at or below the majority baseline"
+    assert dev_statistics(col, output, 53.0)["collapsed"] is False
+    spearman = Column(name="STS-B", task="stsb", metric="spearman")  # labels rows cannot give spearman
+    assert dev_statistics(spearman, output, 10.0)["example_rows"] is None
+    assert dev_statistics(col, {}, 60.0) == {"example_rows": None, "baselines": {"majority": None},
+                                             "collapsed": False, "collapse_reason": None}
+
+
 def test_steps_sweep_fine_tunes_exported_encoders_and_plots(tmp_path):
     counts = run(tmp_path, "ablation_steps", seeds=2)
     assert counts["ran"] == 2 + 2 * 4 * 2 and counts["failed"] == 0

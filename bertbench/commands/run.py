@@ -10,6 +10,8 @@ def add_arguments(parser):
     parser.add_argument("experiment", help="experiment name (see `bertbench list`)")
     parser.add_argument("--scale", default="ci", help="ci (default), small or base (experiments/_scales.toml)")
     parser.add_argument("--seeds", type=int, default=None, help="fine-tuning seeds 0..N-1 (default: the scale's)")
+    parser.add_argument("--pretrain-seeds", type=int, default=1, metavar="M",
+                        help="pretrain each variant M times (seeds +0..M-1, MultiBERTs-style; default 1)")
     parser.add_argument("--data-dir", default=None, help="task data and corpus root (small/base; default ci: sample)")
     parser.add_argument("--only", action="append", default=[], metavar="VARIANT",
                         help="run only these variants (repeat, or comma-separate)")
@@ -36,11 +38,11 @@ def main(args):
     if args.dry_run:
         plan = make_plan(args.experiment, args.scale, seeds=args.seeds, only=only, columns=columns,
                          baseline=args.baseline, data_dir=args.data_dir, shard=args.shard,
-                         experiments=args.experiments)
+                         experiments=args.experiments, pretrain_seeds=args.pretrain_seeds)
         print("\n".join(describe(plan, args.results, args.runs)))
         return 0
     counts = run_experiment(args.experiment, args.scale, seeds=args.seeds, data_dir=args.data_dir, only=only,
                             columns=columns, baseline=args.baseline, shard=args.shard, results=args.results,
                             runs=args.runs, strategy=args.strategy, backend=load_backend(args.backend),
-                            experiments=args.experiments)
+                            experiments=args.experiments, pretrain_seeds=args.pretrain_seeds)
     return 1 if counts["failed"] or counts["skipped"] else 0

@@ -22,6 +22,7 @@ class PretrainRun:
     model: ModelConfig
     pretrain: PretrainConfig
     export_at: tuple = ()  # extra encoder exports (ablation_steps: one run, fine-tuned at several k)
+    pretrain_seed: int = 0  # m of `run --pretrain-seeds M`: pretrain.seed is the variant's seed + m
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +37,7 @@ class FinetuneRun:
     seed: int
     grid: dict  # the grid point (dotted keys), {} without a grid
     finetune: FinetuneConfig
+    pretrain_seed: int = 0  # which pretraining of the variant (with `seed`: the pairing unit of comparisons)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,9 +46,14 @@ class Plan:
     scale: Scale
     data: str  # "sample" or "external": which data the fine-tuning runs read (part of their ids)
     variants: tuple  # Variant (sweep-expanded)
-    variant_pretrain: dict  # variant name -> pretrain id
+    variant_pretrain: dict  # variant name -> pretrain id (of pretraining seed 0)
     pretrains: tuple  # PretrainRun, each once
     finetunes: tuple  # FinetuneRun
+    pretrain_owners: dict = dataclasses.field(default_factory=dict)  # pretrain id -> variant names
+
+    def variants_of(self, pretrain_id):
+        """The (sweep-expanded) variants that use pretraining run `pretrain_id`."""
+        return list(self.pretrain_owners.get(pretrain_id, ()))
 
 
 def resolve_configs(flat, where):
@@ -100,8 +107,13 @@ def _pick(names, wanted, kind, exp):
 
 
 def expand(exp, scale_name, *, seeds=None, only=None, columns=None, baseline=False, data="sample",
-           scales=None):
-    """The Plan of experiment `exp` at a scale; every config resolved and validated, ids computed."""
+           scales=None, pretrain_seeds=1):
+    """The Plan of experiment `exp` at a scale; every config resolved and validated, ids computed.
+
+    seeds: fine-tuning seeds 0..N-1 per pretraining; pretrain_seeds: each variant pretrained M times
+    (MultiBERTs-style), pretraining seed m using the variant's pretrain.seed + m (m = 0 is the plain
+    run, so its ids do not change).
+    """
     scales = scales or load_scales(exp.path.parent)
     if scale_name not in scales:
         raise unknown_name("scale", scale_name, scales)
@@ -117,7 +129,9 @@ def expand(exp, scale_name, *, seeds=None, only=None, columns=None, baseline=Fal
     seeds = list(range(seeds or exp.seeds or scale.seeds))
     grid_keys = sorted(scale.grid)
     grid = [dict(zip(grid_keys, point)) for point in itertools.product(*(scale.grid[k] for k in grid_keys))]
-    pretrains, finetunes, variant_pretrain, expanded = {}, {}, {}, []
+    if pretrain_seeds < 1:
+        raise ConfigError(f"--pretrain-seeds must be at least 1, got {pretrain_seeds}")
+    pretrains, finetunes, variant_pretrain, owners, expanded = {}, {}, {}, {}, []
     for variant in variants:
         for v, sweep_set, init, export_at in _sweep(exp, variant, scale_name):
             where = f"{exp.path.name} variant '{v.name}' at scale '{scale_name}'"
@@ -125,20 +139,44 @@ def expand(exp, scale_name, *, seeds=None, only=None, columns=None, baseline=Fal
                       **v.scales.get(scale_name, {}), **sweep_set}
             model, pre, _ = resolve_configs(layers, where)
             kind = "pretrain" if v.pretrain else "random_init"
-            pid = content_id(pretrain_payload(kind, model, pre, export_at))
-            pretrains.setdefault(pid, PretrainRun(pid, kind, model, pre, export_at))
-            variant_pretrain[v.name] = pid
             expanded.append(v)
-            for col, point, seed in itertools.product(cols, grid, seeds):
-                task = scale.proxies.get(col.task, col.task)
-                flat = {**layers, **col.set, **point, "finetune.task": task, "finetune.seed": seed}
-                _, _, ft = resolve_configs(flat, f"{where}, column '{col.name}'")
-                fid = content_id(finetune_payload(pid, init, ft, data))
-                if fid in finetunes:
-                    other = finetunes[fid]
-                    raise ConfigError(f"{exp.path.name}: '{v.name}'/'{col.name}' and '{other.variant}'/"
-                                      f"'{other.column}' resolve to the same run; make their settings differ")
-                finetunes[fid] = FinetuneRun(fid, pid, init, v.name, col.name, task,
-                                             col.task if task != col.task else "", seed, point, ft)
+            for m in range(pretrain_seeds):
+                pre_m = dataclasses.replace(pre, seed=pre.seed + m)
+                pid = content_id(pretrain_payload(kind, model, pre_m, export_at))
+                pretrains.setdefault(pid, PretrainRun(pid, kind, model, pre_m, export_at, m))
+                owners.setdefault(pid, []).append(v.name)
+                variant_pretrain.setdefault(v.name, pid)
+                run = RunContext(exp, scale, v, layers, where, pid, init, m, data)
+                _add_finetunes(finetunes, run, cols, grid, seeds)
     return Plan(exp, scale, data, tuple(expanded), variant_pretrain, tuple(pretrains.values()),
-                tuple(finetunes.values()))
+                tuple(finetunes.values()), {pid: tuple(names) for pid, names in owners.items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """What the fine-tuning runs of one (variant, pretraining seed) share."""
+
+    exp: Experiment
+    scale: Scale
+    variant: object  # Variant
+    layers: dict  # the variant's resolved dotted overrides
+    where: str  # for error messages
+    pretrain_id: str
+    init: str
+    pretrain_seed: int
+    data: str
+
+
+def _add_finetunes(finetunes, run, cols, grid, seeds):
+    """Every column x grid point x seed of one pretraining run, added to `finetunes` by id."""
+    for col, point, seed in itertools.product(cols, grid, seeds):
+        task = run.scale.proxies.get(col.task, col.task)
+        flat = {**run.layers, **col.set, **point, "finetune.task": task, "finetune.seed": seed}
+        _, _, ft = resolve_configs(flat, f"{run.where}, column '{col.name}'")
+        fid = content_id(finetune_payload(run.pretrain_id, run.init, ft, run.data))
+        if fid in finetunes:
+            other = finetunes[fid]
+            raise ConfigError(f"{run.exp.path.name}: '{run.variant.name}'/'{col.name}' and '{other.variant}'/"
+                              f"'{other.column}' resolve to the same run; make their settings differ")
+        finetunes[fid] = FinetuneRun(fid, run.pretrain_id, run.init, run.variant.name, col.name, task,
+                                     col.task if task != col.task else "", seed, point, ft, run.pretrain_seed)

@@ -8,15 +8,18 @@
     metrics  spec.metrics (accuracy, F1 of "1", MCC) over the whole dev set
 """
 
+import collections
+
 import numpy as np
 
 from bertbench.errors import BertbenchError
-from bertbench.evaluation import metrics
+from bertbench.evaluation import metrics, per_example
 from bertbench.finetuning.data import Encoded
 from bertbench.finetuning.prediction_files import (parse_label, read_index_file, require_gold,
                                                    write_index_file)
 
 FEATURE_BASED = False  # no frozen-encoder variant (finetune.feature_layers is for tagging)
+ROW_FORM = "labels"  # bertbench.evaluation.per_example
 
 
 def labelled(spec, examples, value):
@@ -90,3 +93,24 @@ def gold_labels(spec, examples):
 def score(spec, examples, predictions):
     """spec.metrics of predicted labels against the examples' gold labels."""
     return metrics.glue_metrics(spec.metrics, gold_labels(spec, examples), list(predictions))
+
+
+def example_rows(spec, examples, predictions):
+    """Per-example rows of the predictions (bertbench.evaluation.per_example, form "labels")."""
+    return per_example.rows(ROW_FORM, gold_labels(spec, examples), predictions)
+
+
+def majority_label(labels, train_examples):
+    """The most frequent training label; ties go to the first in `labels` order."""
+    counts = collections.Counter(ex.label for ex in train_examples)
+    return max(labels, key=lambda label: counts[label])
+
+
+def constant_predictions(spec, train_examples, examples):
+    """The majority-class baseline: the most frequent training label for every example."""
+    return [majority_label(spec.labels, train_examples)] * len(examples)
+
+
+def single_prediction(predictions):
+    """Whether a run predicts one class for every example (a collapsed run)."""
+    return len(set(predictions)) <= 1

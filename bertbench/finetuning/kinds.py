@@ -11,6 +11,10 @@ implements the same small protocol, used by the fine-tuning loop and by `bertben
     read_predictions(spec, path, gold, **options) -> (examples, predictions)   that file read back
     score(spec, examples, predictions) -> {metric: value}   official metrics (bertbench.evaluation)
     FEATURE_BASED                                            whether finetune.feature_layers applies
+    ROW_FORM, example_rows(spec, examples, predictions)      per-example rows of the predictions
+                                                             (bertbench.evaluation.per_example)
+    constant_predictions(spec, train_examples, examples)     the majority-class / constant baseline
+    single_prediction(predictions) -> bool                   one answer for everything (collapsed)
 
 `cfg` is the run's FinetuneConfig; `indices` are the examples' positions in the split's file (the
 GLUE/SWAG `index` column); `options` are `bertbench score`'s (na_prob, na_prob_thresh for SQuAD).
@@ -27,7 +31,7 @@ KINDS = {
     "multiple_choice": multiple_choice,
 }
 PROTOCOL = ("encode", "build_head", "loss", "predict", "write_predictions", "read_predictions", "score",
-            "FEATURE_BASED")
+            "FEATURE_BASED", "ROW_FORM", "example_rows", "constant_predictions", "single_prediction")
 
 
 def kind_of(spec):

@@ -83,14 +83,17 @@ def finetune(finetune_cfg, init, out_dir, data_dir=None, strategy="default", mod
     model = build_model(spec, kind, setup, cfg, num_steps, strategy)
     history, wall = _train(model, train, cfg, num_steps)
     out_dir.mkdir(parents=True, exist_ok=True)
-    by_split, paths = {}, {}
+    by_split, paths, predicted = {}, {}, {}
     for split, (examples, indices) in evals.items():
         stem = out_dir / ("predictions" if len(evals) == 1 else f"predictions_{split}")
-        by_split[split], paths[split] = evaluate_split(spec, kind, model, examples, indices, setup, cfg, stem)
+        by_split[split], paths[split], predicted[split] = evaluate_split(spec, kind, model, examples, indices,
+                                                                         setup, cfg, stem)
     trained = {"num_train_examples": len(train_examples), "num_train_features": len(train),
                "train_wall_time_s": wall, "steps": num_steps,
                "final_train_loss": float(history.history["loss"][-1])}
     record = _record(spec, cfg, setup, strategy, evals, by_split, paths, trained)
+    first = spec.eval_splits[0]
+    record.update(dev_statistics(spec, kind, train_examples, evals[first][0], predicted[first]))
     write_json_atomic(out_dir / "record.json", record)
     return record
 
@@ -109,13 +112,26 @@ def _train(model, train, cfg, num_steps):
 def evaluate_split(spec, kind, model, examples, indices, init, cfg, stem):
     """Predict a whole dev split, write its official prediction file, score it once.
 
-    `indices` are the examples' positions in the split's file. Returns (metrics, prediction path).
+    `indices` are the examples' positions in the split's file.
+    Returns (metrics, prediction path, predictions).
     """
     encoded = kind.encode(spec, examples, init.tokenizer, cfg)
     logits = model.predict(make_dataset(encoded, 2 * cfg.batch_size, training=False), verbose=0)
     predictions = kind.predict(spec, examples, encoded, logits, cfg)
     path = kind.write_predictions(stem, examples, indices, predictions)
-    return kind.score(spec, examples, predictions), path
+    return kind.score(spec, examples, predictions), path, predictions
+
+
+def dev_statistics(spec, kind, train_examples, examples, predictions):
+    """What the statistics of a table need from a run's first dev split: per-example rows of its
+    predictions (dev-set bootstrap), whether it predicts one thing for everything (collapsed), and
+    the metrics of the majority-class / constant prediction on the same examples."""
+    baseline = kind.score(spec, examples, kind.constant_predictions(spec, train_examples, examples))
+    return {"example_rows": {"form": kind.ROW_FORM,
+                             "rows": kind.example_rows(spec, examples, predictions).tolist()},
+            "single_prediction": bool(kind.single_prediction(predictions)),
+            "majority_baseline": {k: float(v) for k, v in baseline.items()
+                                  if isinstance(v, (int, float)) and not isinstance(v, bool)}}
 
 
 def _record(spec, cfg, init, strategy, evals, by_split, paths, trained):

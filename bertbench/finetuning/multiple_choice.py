@@ -13,14 +13,16 @@
 import numpy as np
 
 from bertbench.errors import BertbenchError
-from bertbench.evaluation import metrics
+from bertbench.evaluation import metrics, per_example
 from bertbench.finetuning import classification
 from bertbench.finetuning.data import Encoded
 from bertbench.finetuning.prediction_files import (parse_label, read_index_file, require_gold,
                                                    write_index_file)
 
 FEATURE_BASED = False
+ROW_FORM = "labels"  # bertbench.evaluation.per_example (accuracy of choice indices)
 loss = classification.loss  # y_true [b] choice ids, y_pred [b, choices] logits
+single_prediction = classification.single_prediction  # always the same ending: a collapsed run
 
 
 def encode(spec, examples, tokenizer, cfg):
@@ -71,3 +73,16 @@ def read_predictions(spec, path, gold, **options):
 def score(spec, examples, predictions):
     golds = classification.gold_labels(spec, examples)
     return {"accuracy": metrics.accuracy(golds, [int(p) for p in predictions])}
+
+
+def example_rows(spec, examples, predictions):
+    """Per-example rows of the chosen indices (bertbench.evaluation.per_example, form "labels")."""
+    golds = classification.gold_labels(spec, examples)
+    return per_example.rows(ROW_FORM, [int(g) for g in golds], [int(p) for p in predictions])
+
+
+def constant_predictions(spec, train_examples, examples):
+    """The majority baseline: the ending index most often right in training, for every example."""
+    choices = sorted({int(ex.label) for ex in train_examples})
+    counts = {c: sum(int(ex.label) == c for ex in train_examples) for c in choices}
+    return [max(choices, key=lambda c: counts[c])] * len(examples)

@@ -10,11 +10,14 @@
 
 import numpy as np
 
+from bertbench.evaluation import per_example
 from bertbench.finetuning import classification
 from bertbench.finetuning.prediction_files import read_index_file, require_gold, write_index_file
 from bertbench.tasks.base import data_error
 
 FEATURE_BASED = False
+ROW_FORM = "scores"  # bertbench.evaluation.per_example
+single_prediction = classification.single_prediction  # a constant score: correlations undefined (0)
 score = classification.score  # the named GLUE metrics of the same gold labels
 
 
@@ -60,3 +63,15 @@ def _parse_score(value, path, line):
 def read_predictions(spec, path, gold, **options):
     examples = spec.read_gold(require_gold(spec, gold))
     return examples, read_index_file(path, len(examples), _parse_score)
+
+
+def example_rows(spec, examples, predictions):
+    """Per-example [gold, prediction] rows (bertbench.evaluation.per_example, form "scores")."""
+    golds = [float(g) for g in classification.gold_labels(spec, examples)]
+    return per_example.rows(ROW_FORM, golds, predictions)
+
+
+def constant_predictions(spec, train_examples, examples):
+    """The constant-prediction baseline: the mean training score for every example."""
+    mean = float(np.mean([float(ex.label) for ex in train_examples]))
+    return [mean] * len(examples)

@@ -19,7 +19,7 @@ import json
 
 import numpy as np
 
-from bertbench.evaluation import metrics
+from bertbench.evaluation import metrics, per_example
 from bertbench.files import write_text_atomic
 from bertbench.finetuning.data import Encoded
 from bertbench.finetuning.prediction_files import check_ids, read_json_map, require_gold
@@ -28,6 +28,7 @@ from bertbench.tasks.base import require_file
 from bertbench.tasks.squad import gold_answers, squad_version
 
 FEATURE_BASED = False
+ROW_FORM = "squad"  # bertbench.evaluation.per_example: per-question official exact / f1
 
 
 @dataclasses.dataclass
@@ -137,3 +138,19 @@ def score(spec, examples, predictions):
     else:
         result = metrics.squad_v1(golds, predictions.texts)
     return {**result, **predictions.tuned}
+
+
+def example_rows(spec, examples, predictions):
+    """Per-question [exact, f1] of the official script (bertbench.evaluation.per_example, form "squad")."""
+    return per_example.rows(ROW_FORM, gold_answers(examples), predictions.texts,
+                            version_2=squad_version(spec.name) == "2.0")
+
+
+def constant_predictions(spec, train_examples, examples):
+    """The constant baseline of SQuAD: no answer ("") for every question."""
+    return Answers({ex.qid: "" for ex in examples})
+
+
+def single_prediction(predictions):
+    """Whether every question gets the same answer text (e.g. always no answer: a collapsed run)."""
+    return len(set(predictions.texts.values())) <= 1

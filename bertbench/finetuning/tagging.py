@@ -14,13 +14,14 @@
 import numpy as np
 
 from bertbench.errors import BertbenchError, ConfigError
-from bertbench.evaluation import metrics
+from bertbench.evaluation import metrics, per_example
 from bertbench.files import write_text_atomic
 from bertbench.finetuning.data import Encoded
 from bertbench.tasks import conll
 from bertbench.tasks.base import TaggingExample, data_error
 
 FEATURE_BASED = True  # finetune.feature_layers: frozen encoder + BiLSTM (Table 7)
+ROW_FORM = "chunks"  # bertbench.evaluation.per_example: per-sentence conlleval counts
 IGNORE_LABEL = -1  # label of positions that take no part in loss or prediction
 
 
@@ -212,3 +213,18 @@ def _read_conlleval(path):
 
 def score(spec, examples, predictions):
     return metrics.ner_metrics([ex.tags for ex in examples], list(predictions))
+
+
+def example_rows(spec, examples, predictions):
+    """Per-sentence conlleval chunk counts (bertbench.evaluation.per_example, form "chunks")."""
+    return per_example.rows(ROW_FORM, [ex.tags for ex in examples], list(predictions))
+
+
+def constant_predictions(spec, train_examples, examples):
+    """The majority baseline of NER: "O" for every word (entity F1 0)."""
+    return [["O"] * len(ex.words) for ex in examples]
+
+
+def single_prediction(predictions):
+    """Whether every word of every sentence gets the same tag (e.g. all "O": a collapsed run)."""
+    return len({tag for sentence in predictions for tag in sentence}) <= 1

@@ -20,6 +20,7 @@ from bertbench import files
 from bertbench.backend import Backend
 from bertbench.config import to_dict
 from bertbench.errors import BertbenchError, unknown_name
+from bertbench.evaluation import per_example
 from bertbench.experiments.plan import expand
 from bertbench.experiments.schema import experiments_dir, load_experiment, load_scales
 from bertbench.experiments.shards import parse_shard, shard_plan
@@ -171,9 +172,9 @@ class Runner:
         # the record describes the model that ran: the backend resolves the vocabulary size (from the
         # tokenizer) and the attention (causal for LTR); the planned config is only a fallback
         self.models[pre.id] = summary.get("model") or to_dict(pre.model)
-        variants = [v for v, pid in self.plan.variant_pretrain.items() if pid == pre.id]
         result = {**run, "experiment": self.plan.experiment.name, "scale": self.plan.scale.name,
-                  "variants": variants, "pretrain_id": pre.id, "metrics": numeric_leaves(summary),
+                  "variants": self.plan.variants_of(pre.id), "pretrain_id": pre.id,
+                  "pretrain_seed": pre.pretrain_seed, "metrics": numeric_leaves(summary),
                   "config": {"model": self.models[pre.id], "pretrain": to_dict(pre.pretrain),
                              "export_at": list(pre.export_at)}}
         files.write_json_atomic(result_path, result)
@@ -205,7 +206,8 @@ class Runner:
         if run["status"] == "ok" and value is None:
             self.out(f"warning: run {ft.id} has no metric '{col.metric}' (has: {sorted(numeric_leaves(metrics))})")
         pre = next(p for p in self.plan.pretrains if p.id == ft.pretrain_id)
-        return {**run, "output": {k: v for k, v in output.items() if isinstance(v, (str, int, float, bool))},
+        return {**run, **dev_statistics(col, output, value), "pretrain_seed": ft.pretrain_seed,
+                "output": {k: v for k, v in output.items() if isinstance(v, (str, int, float, bool))},
                 "experiment": self.plan.experiment.name, "scale": self.plan.scale.name, "variant": ft.variant,
                 "base_variant": variant.base or variant.name, "sweep_value": variant.sweep_value,
                 "column": ft.column, "task": ft.task, "proxy_for": ft.proxy_for or None, "seed": ft.seed,
@@ -217,12 +219,31 @@ class Runner:
                            "init": ft.init, "finetune": to_dict(ft.finetune)}}
 
 
+def dev_statistics(col, output, value):
+    """The record fields the tables' statistics read, for column `col`: per-example rows of its metric
+    (or None when the metric has no per-example form), the majority-class baseline of that metric,
+    and whether the run collapsed (one prediction for everything, or no better than the baseline)."""
+    rows = output.get("example_rows") or {}
+    form = rows.get("form")
+    example_rows = ({"form": form, "metric": col.metric, "rows": rows["rows"]}
+                    if form and per_example.has_rows(form, col.metric) else None)
+    majority = (output.get("majority_baseline") or {}).get(col.metric)
+    reason = None
+    if output.get("single_prediction"):
+        reason = "predicts a single class"
+    elif value is not None and majority is not None and (
+            value <= majority if col.higher_is_better else value >= majority):
+        reason = "at or below the majority baseline"
+    return {"example_rows": example_rows, "baselines": {"majority": majority},
+            "collapsed": reason is not None, "collapse_reason": reason}
+
+
 # ---------------------------------------------------------------------------------------------
 # Planning from arguments, dry runs, running
 
 
 def make_plan(experiment, scale="ci", *, seeds=None, only=None, columns=None, baseline=False, data_dir=None,
-              shard=None, experiments=None):
+              shard=None, experiments=None, pretrain_seeds=1):
     """Load, expand, validate and (optionally) shard a plan; raises before anything is written."""
     directory = experiments_dir(experiments)
     exp = load_experiment(experiment, directory)
@@ -232,7 +253,7 @@ def make_plan(experiment, scale="ci", *, seeds=None, only=None, columns=None, ba
     if seeds is not None and seeds < 1:
         raise BertbenchError(f"--seeds must be at least 1, got {seeds}")
     plan = expand(exp, scale, seeds=seeds, only=only, columns=columns, baseline=baseline,
-                  data=data_kind(scales[scale], data_dir), scales=scales)
+                  data=data_kind(scales[scale], data_dir), scales=scales, pretrain_seeds=pretrain_seeds)
     if shard:
         plan = shard_plan(plan, *parse_shard(shard))
     return plan
@@ -246,7 +267,8 @@ def describe(plan, results="results", runs="runs"):
     todo_tokens, todo_ft = 0, 0
     for pre in plan.pretrains:
         done = records.read_ok(Path(runs) / "pretrain" / pre.id / "run.json")
-        variants = ", ".join(v for v, pid in plan.variant_pretrain.items() if pid == pre.id)
+        variants = ", ".join(plan.variants_of(pre.id)) + (f" (pretraining seed {pre.pretrain_seed})"
+                                                          if pre.pretrain_seed else "")
         c = pre.pretrain
         cost = (f"{c.num_steps:,} steps x batch {c.batch_size} x seq {c.max_seq_length}"
                 f"{f'/{c.phase2_max_seq_length}' if c.phase2_fraction else ''} = {pretrain_tokens(c):,} tokens"
@@ -268,10 +290,10 @@ def describe(plan, results="results", runs="runs"):
 
 def run_experiment(experiment, scale="ci", *, seeds=None, data_dir=None, only=None, columns=None, baseline=False,
                    shard=None, results="results", runs="runs", strategy="default", backend=None,
-                   experiments=None, out=print, tables=True):
+                   experiments=None, out=print, tables=True, pretrain_seeds=1):
     """Plan, run, write records and tables; returns the Runner's counts."""
     plan = make_plan(experiment, scale, seeds=seeds, only=only, columns=columns, baseline=baseline,
-                     data_dir=data_dir, shard=shard, experiments=experiments)
+                     data_dir=data_dir, shard=shard, experiments=experiments, pretrain_seeds=pretrain_seeds)
     data_path = data_root(plan.scale, data_dir)
     counts = Runner(plan, results, runs, backend=backend, strategy=strategy, data_dir=data_path, out=out).run()
     out(" ".join(f"{k}={v}" for k, v in counts.items()))
