@@ -13,6 +13,7 @@ from bertbench.config import FinetuneConfig, model_preset, to_dict
 from bertbench.errors import BertbenchError, ConfigError
 from bertbench.finetuning.grid import DEFAULT_GRID, finetune_grid
 from bertbench.finetuning.loop import finetune
+from bertbench.model.strategy import STRATEGIES
 from bertbench.tasks import get_task
 
 
@@ -31,7 +32,7 @@ def add_arguments(parser):
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0..N-1) per grid point")
     parser.add_argument("--data-dir", default=None, help="data root (default: $BERTBENCH_DATA or sample)")
     parser.add_argument("--source", default=None, help="files (standard layouts, the default) or tfds")
-    parser.add_argument("--strategy", default="default", help="default, one_device, mirrored, multiworker, tpu")
+    parser.add_argument("--strategy", default="default", choices=STRATEGIES, help="tf.distribute strategy")
     parser.add_argument("--out", default=None, help="output dir (default: runs/finetune/<task>-<hash>)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting, e.g. --set finetune.warmup_fraction=0.1")

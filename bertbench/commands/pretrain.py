@@ -4,6 +4,7 @@ import json
 
 from bertbench.cli import configs_from_args
 from bertbench.config import PretrainConfig, model_preset
+from bertbench.model.strategy import STRATEGIES
 from bertbench.pretraining.loop import pretrain
 
 
@@ -14,7 +15,7 @@ def add_arguments(parser):
     parser.add_argument("--corpus", default=None, help="corpus file or folder (default: bundled sample)")
     parser.add_argument("--vocab", default=None, help="vocab.txt (default: bundled sample vocabulary)")
     parser.add_argument("--out", required=True, help="output directory (rerun to resume)")
-    parser.add_argument("--strategy", default="default", help="default, one_device, mirrored, multiworker, tpu")
+    parser.add_argument("--strategy", default="default", choices=STRATEGIES, help="tf.distribute strategy")
     parser.add_argument("--config", default=None, help="TOML file with [model] and [pretrain] tables")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a setting, e.g. --set pretrain.batch_size=32 --set model.dropout=0")
