@@ -52,7 +52,8 @@ def test_content_id_is_sha256_of_canonical_json():
 def test_same_config_same_id_and_sharing_across_variants_and_experiments():
     nsp = plan("ablation_nsp")
     assert [f.id for f in nsp.finetunes] == [f.id for f in plan("ablation_nsp").finetunes]
-    assert len(nsp.pretrains) == 3  # ltr_bilstm's head is a fine-tuning setting: shares ltr_no_nsp's run
+    assert len(nsp.pretrains) == 4  # ltr_bilstm shares ltr_no_nsp's run (its head is a fine-tuning setting)
+    assert {p.kind for p in nsp.pretrains} == {"pretrain", "random_init"}  # + include_baseline's row
     assert nsp.variant_pretrain["ltr_no_nsp"] == nsp.variant_pretrain["ltr_bilstm"]
     bert = nsp.variant_pretrain["bert"]
     assert plan("masking_rate").variant_pretrain["mask15"] == bert  # explicit 0.15 = the default
@@ -79,7 +80,7 @@ def test_any_resolved_change_gives_a_new_id(tmp_path):
     ft = {(f.variant, f.column): f.id for f in changed.finetunes}
     assert all((f.id == ft[(f.variant, f.column)]) == (f.variant != "no_nsp") for f in base.finetunes)
     seeds = plan("ablation_nsp", seeds=2).finetunes
-    assert len({f.id for f in seeds}) == len(seeds) == 40  # the seed is part of a fine-tuning id
+    assert len({f.id for f in seeds}) == len(seeds) == 50  # the seed is part of a fine-tuning id
 
 
 def test_config_errors_name_the_file_and_the_fix(tmp_path):
@@ -120,7 +121,7 @@ def _edited(tmp_path, name, old, new, count=1):
     ('metric = "f1"\nset', 'metric = "f1"\ntimes100 = "yes"\nset', "column 'SQuAD': times100 must be bool"),
     ('row = "No NSP"', 'row = "No NSP"\npretrain = "false"', "variant 'no_nsp': pretrain must be bool, got str"),
     ('row = "No NSP"', 'row = 7', "variant 'no_nsp': row must be str, got int 7"),
-    ('reference = "bert"', 'reference = "bert"\ninclude_baseline = "no"', "include_baseline must be bool"),
+    ("include_baseline = true", 'include_baseline = "no"', "include_baseline must be bool"),
     ('reference = "bert"', 'reference = "bert"\nseeds = "3"', "ablation_nsp.toml: seeds must be int, got str"),
     ('metric = "f1"\nset', 'metric = "f1"\nhigher_is_better = "false"\nset',
      "'higher_is_better' is not a setting: a metric's direction comes from bertbench.evaluation.metrics"),
@@ -155,7 +156,7 @@ def test_scales_presets_proxies_and_grid():
     b = base.pretrains[0].pretrain
     assert (b.batch_size, b.num_steps, b.max_seq_length, b.phase2_max_seq_length, b.phase2_fraction,
             b.learning_rate, b.warmup_steps) == (256, 1_000_000, 128, 512, 0.1, 1e-4, 10_000)
-    assert not any(f.proxy_for for f in base.finetunes) and len(base.finetunes) == 4 * 5 * 18
+    assert not any(f.proxy_for for f in base.finetunes) and len(base.finetunes) == 5 * 5 * 18
     squad = next(f for f in base.finetunes if f.task == "squad1")
     assert squad.finetune.max_seq_length == 384
     sizes = {v: (p.model.num_layers, p.model.hidden_dim, p.model.num_heads, p.model.intermediate_dim)
@@ -178,7 +179,9 @@ def test_baseline_is_random_init_and_only_filters():
     p = plan("ablation_nsp", baseline=True, only=["bert"])
     assert [v.name for v in p.variants] == ["bert", "no_pretraining"]
     assert {pre.kind for pre in p.pretrains} == {"pretrain", "random_init"}
-    assert [v.name for v in plan("ablation_nsp").variants] == ["bert", "no_nsp", "ltr_no_nsp", "ltr_bilstm"]
+    assert [v.name for v in plan("ablation_nsp").variants] == ["bert", "no_nsp", "ltr_no_nsp", "ltr_bilstm",
+                                                               "no_pretraining"]  # include_baseline
+    assert [v.name for v in plan("ablation_nsp", only=["bert", "no_nsp"]).variants] == ["bert", "no_nsp"]
 
 
 def test_pretraining_seeds_replicate_each_variant_and_keep_seed_zero_ids():

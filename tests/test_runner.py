@@ -8,6 +8,8 @@ pretrain() resumes from its checkpoints.
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +25,7 @@ from bertbench.config import to_dict
 from bertbench.errors import BertbenchError
 from bertbench.experiments.shards import parse_shard, shard_plan
 from bertbench.results import records
-from bertbench.results.runner import make_plan, run_experiment
+from bertbench.results.runner import make_plan, plan_states, run_experiment
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE = f"{Path(__file__).resolve().parent / 'helpers.py'}:FakeBackend"
@@ -58,19 +60,20 @@ def check_complete(tmp_path, plan):
     assert not list(folder.glob(".*.tmp"))
     done = count(tmp_path / "m", "finetune", "done")
     assert done == {ft.id: 1 for ft in plan.finetunes}
-    assert count(tmp_path / "m", "pretrain", "done") == {p.id: 1 for p in plan.pretrains}
-    for pre in plan.pretrains:  # each pretraining chunk computed once, across interruptions
+    assert count(tmp_path / "m", "pretrain", "done") == {p.id: 1 for p in plan.pretrains if p.kind == "pretrain"}
+    assert count(tmp_path / "m", "random_init", "done") == {p.id: 1 for p in plan.pretrains if p.kind == "random_init"}
+    for pre in (p for p in plan.pretrains if p.kind == "pretrain"):  # each chunk computed once, across kills
         assert (tmp_path / "runs" / "pretrain" / pre.id / "progress").read_text().split() == \
             [str(i) for i in range(CHUNKS)]
 
 
 def test_second_run_is_all_cached_and_tables_written(tmp_path):
     first = run(tmp_path)
-    assert first == dict(ran=23, cached=0, reused=0, failed=0, skipped=0)  # 3 pretrainings + 4 x 5
+    assert first == dict(ran=29, cached=0, reused=0, failed=0, skipped=0)  # 3 pretrainings + random init + 5 x 5
     check_complete(tmp_path, make_plan("ablation_nsp"))
     again = run(tmp_path)
-    assert again["ran"] == 0 and again["cached"] == 20 + 3
-    assert len(list((tmp_path / "m").glob("*.done.*"))) == 23  # nothing executed twice
+    assert again["ran"] == 0 and again["cached"] == 25 + 4
+    assert len(list((tmp_path / "m").glob("*.done.*"))) == 29  # nothing executed twice
     table = (tmp_path / "results" / "ablation_nsp" / "ci" / "table.md").read_text()
     assert "| BERT_BASE |" in table and "| + BiLSTM |" in table
 
@@ -275,8 +278,27 @@ def test_dry_run_lists_runs_and_cache_state(tmp_path):
     proc = cli(tmp_path, "--dry-run", "--only", "bert,no_nsp", "--column", "MRPC")
     lines = proc.stdout.splitlines()
     assert sum(" cached " in line for line in lines) == 2 and sum(" to run " in line for line in lines) == 2
-    assert lines[-1] == "to run: 1 pretraining (1,351,680 tokens), 1 fine-tuning"
+    total = next(line for line in lines if line.startswith("to run: "))
+    assert total.startswith("to run: 1 pretraining (1,351,680 tokens), 1 fine-tuning; cached: 2 ")
+    assert lines[lines.index(total) + 1].startswith("power (80% power")  # records exist: seeds needed
     assert "600 steps x batch 32 x seq 64/128 = 1,351,680 tokens" in proc.stdout  # 540x32x64 + 60x32x128
+
+
+def test_dry_run_says_what_run_then_does(tmp_path):
+    """One planner: with records but no checkpoints (a fresh clone of committed results), the dry run and
+    the run agree run by run, in the same words (cached / reused / to run)."""
+    run(tmp_path, only=["bert", "no_nsp"], columns=["MRPC"])
+    shutil.rmtree(tmp_path / "runs")  # the records stay, the checkpoints are gone
+    (tmp_path / "results" / "ablation_nsp" / "ci" / "records" / "pretrain-x.json").write_text("{}")  # noise
+    plan = make_plan("ablation_nsp", only=["bert", "no_nsp"], columns=["MRPC", "SST-2"])
+    recs = tmp_path / "results" / "ablation_nsp" / "ci" / "records"
+    states = plan_states(plan, recs, tmp_path / "runs")
+    assert sorted(states.values()) == ["cached"] * 2 + ["to run"] * 4  # 2 MRPC cached; 2 pretrain + 2 SST-2 to run
+    proc = cli(tmp_path, "--dry-run", "--only", "bert,no_nsp", "--column", "MRPC,SST-2")
+    for run_id, state in states.items():
+        assert any(run_id in line and f" {state} " in line for line in proc.stdout.splitlines()), run_id
+    counts = run(tmp_path, only=["bert", "no_nsp"], columns=["MRPC", "SST-2"])
+    assert counts["cached"] == 2 and counts["ran"] == 4 and counts["reused"] == 0
 
 
 def _wait_for(condition, timeout=60):
@@ -327,3 +349,20 @@ def test_two_concurrent_runners_share_work_without_duplicates(tmp_path):
     for p in (tmp_path / "results" / "ablation_nsp" / "ci" / "records").glob("*.json"):
         json.loads(p.read_text())
     assert not list((tmp_path / "runs").rglob("*.lock"))
+
+
+def test_a_new_results_folder_remeasures_and_run_says_where_it_wrote(tmp_path, monkeypatch, capsys):
+    from bertbench.cli import main
+
+    monkeypatch.setenv("FAKE_MARKERS", str(tmp_path / "m"))
+    args = ["run", "ablation_nsp", "--only", "bert", "--column", "MRPC", "--backend", FAKE]
+    assert main([*args, "--results", str(tmp_path / "a")]) == 0
+    first = capsys.readouterr().out
+    assert "ran=2" in first and f"records: {tmp_path / 'a' / 'ablation_nsp' / 'ci' / 'records'}" in first
+    assert f"checkpoints and run folders: {tmp_path / 'a' / 'runs'}" in first
+    assert main([*args, "--results", str(tmp_path / "b")]) == 0  # a second fresh folder re-measures
+    assert "ran=2 cached=0 reused=0" in capsys.readouterr().out
+    assert main([*args, "--results", str(tmp_path / "b")]) == 0  # the same folder: nothing to redo
+    again = capsys.readouterr().out
+    assert "ran=0 cached=2" in again
+    assert re.search(r"2 run\(s\) were not re-measured: .*2 at commit \w+ on \S+", again)

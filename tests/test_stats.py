@@ -53,11 +53,19 @@ def test_bootstrap_interval_is_seeded_and_agrees_with_scipy():
     assert all(math.isnan(x) for x in stats.bootstrap_interval([80.0]))
 
 
+def test_t_interval_equals_scipy():
+    values = [1.0, 0.5, 2.0, 1.0]
+    ref = scipy_stats.t.interval(0.95, 3, loc=np.mean(values), scale=scipy_stats.sem(values))
+    assert stats.t_interval(values) == pytest.approx(ref)
+    assert all(math.isnan(x) for x in stats.t_interval([1.0]))
+
+
 def test_paired_difference_reports_mean_interval_and_test():
     a, b = [80.0, 81.0, 82.0, 83.0], [79.0, 80.5, 80.0, 82.0]
     out = stats.paired_difference(a, b)
     assert out["delta"] == pytest.approx(1.125) and out["n"] == 4
-    assert out["low"] <= 1.125 <= out["high"]
+    # differences 1, 0.5, 2, 1: mean 1.125, sd 0.629, t(0.975, 3) = 3.182 -> 1.125 +- 1.001
+    assert (out["low"], out["high"]) == pytest.approx((1.125 - 1.0008, 1.125 + 1.0008), abs=1e-3)
     assert out["p"] == pytest.approx(1 / 8)  # all differences positive: 2 of 16 assignments as extreme
 
 

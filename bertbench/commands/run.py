@@ -1,9 +1,13 @@
 """`run`: execute an experiment's plan (pretrain its variants, fine-tune, write records and tables), or
 print it with --dry-run."""
 
+from pathlib import Path
+
 from bertbench.backend import load_backend
 from bertbench.model.strategy import STRATEGIES
+from bertbench.results.power import power_lines
 from bertbench.results.runner import describe, make_plan, run_experiment
+from bertbench.results.tables import table_records
 
 
 def add_arguments(parser):
@@ -20,8 +24,11 @@ def add_arguments(parser):
     parser.add_argument("--baseline", action="store_true", help="add the no-pretraining (random init) row")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (ids, cached or not, cost); run nothing")
     parser.add_argument("--shard", default=None, metavar="I/N", help="run shard I of N (0-based), for clusters")
-    parser.add_argument("--results", default="results", help="results folder (default: results/)")
-    parser.add_argument("--runs", default="runs", help="checkpoints and run folders (default: runs/)")
+    parser.add_argument("--results", default="results",
+                        help="results folder: records and tables (default: results/, the committed ones)")
+    parser.add_argument("--runs", default=None,
+                        help="checkpoints and run folders (default: runs/ for the default --results, else "
+                             "<results>/runs, so a new --results folder re-measures everything)")
     parser.add_argument("--strategy", default="default", choices=STRATEGIES, help="tf.distribute strategy")
     parser.add_argument("--experiments", default=None, help="folder of experiment TOML files")
     parser.add_argument("--backend", default=None, metavar="MODULE:NAME",
@@ -33,13 +40,25 @@ def _split(values):
     return [x.strip() for v in values for x in v.split(",") if x.strip()] or None
 
 
+def runs_folder(results, runs=None):
+    """The runs folder of a results folder: given, or runs/ beside the default results/, or
+    <results>/runs (a fresh results folder then never reuses another folder's finished runs)."""
+    if runs:
+        return runs
+    return "runs" if Path(results) == Path("results") else str(Path(results) / "runs")
+
+
 def main(args):
     only, columns = _split(args.only), _split(args.column)
+    args.runs = runs_folder(args.results, args.runs)
     if args.dry_run:
         plan = make_plan(args.experiment, args.scale, seeds=args.seeds, only=only, columns=columns,
                          baseline=args.baseline, data_dir=args.data_dir, shard=args.shard,
                          experiments=args.experiments, pretrain_seeds=args.pretrain_seeds)
         print("\n".join(describe(plan, args.results, args.runs)))
+        existing = table_records(plan.experiment, plan.scale.name, args.results)
+        if existing:  # what the records measured so far say about the seeds this plan needs
+            print("\n".join(power_lines(existing, plan.experiment)))
         return 0
     counts = run_experiment(args.experiment, args.scale, seeds=args.seeds, data_dir=args.data_dir, only=only,
                             columns=columns, baseline=args.baseline, shard=args.shard, results=args.results,

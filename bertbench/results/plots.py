@@ -1,59 +1,114 @@
-"""Plots rebuilt from run records (never edited by hand): the pretraining-steps sweep (Figure 5)."""
+"""Plots of a built table (`tables.build_table`, itself a pure function of the records), never edited
+by hand: every experiment's cells with their 95% intervals (`cells.png`), and the pretraining-steps
+sweep with interval bands (`steps.png`, the paper's Figure 5). matplotlib, Agg backend (files only).
+"""
 
 import math
 from pathlib import Path
 
-from bertbench.results.cells import cell_stats, cell_values
+import numpy as np
+
+from bertbench.results.formats import column_names, majority_values
+
+REFERENCE_COLOR, ROW_COLOR, BASELINE_COLOR = "tab:red", "tab:blue", "0.45"
 
 
-def sweep_points(records, experiment):
-    """{column: {base variant: [(sweep value, mean, std, n)]}} from ok fine-tuning records, in the
-    tables' display units and with their grid-point rule (`cells.py`)."""
-    ok = [r for r in records if r.get("status") == "ok" and r.get("kind") == "finetune"
-          and r.get("experiment") == experiment.name and r.get("base_variant")]
-    points = {}
-    for col in experiment.columns:
-        if col.source != "finetune":
-            continue
-        for base in dict.fromkeys(r["base_variant"] for r in ok):
-            values = sorted({r["sweep_value"] for r in ok if r["base_variant"] == base and r["column"] == col.name})
-            line = []
-            for value in values:
-                variant = next(r["variant"] for r in ok if r["base_variant"] == base and r["sweep_value"] == value)
-                mean, std, n = cell_stats(cell_values(ok, variant, col))
-                if n:
-                    line.append((value, mean, std, n))
-            if line:
-                points.setdefault(col.name, {})[base] = line
-    return points
-
-
-def plot_sweep(records, experiment, path):
-    """Accuracy against the sweep value (pretraining steps), one line per objective, error bars = std
-    over seeds; one panel per column. Writes a PNG; returns its path (None when there is nothing)."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    points = sweep_points(records, experiment)
-    if not points:
-        return None
-    labels = {v.name: v.row for v in experiment.variants}
-    fig, axes = plt.subplots(1, len(points), figsize=(5 * len(points), 3.6), squeeze=False)
-    for ax, (column, lines) in zip(axes[0], points.items(), strict=True):
-        for base, line in lines.items():
-            xs, means, stds, _ = zip(*line)
-            errors = [0.0 if math.isnan(s) else s for s in stds]
-            ax.errorbar(xs, means, yerr=errors, marker="o", capsize=3, label=labels.get(base, base))
-        ax.set_xlabel(experiment.sweep.get("key", "pretraining steps"))
-        ax.set_ylabel(f"{column} dev")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(experiment.title, fontsize=10)
+    return plt
+
+
+def _save(plt, fig, path):
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, metadata={"Software": None})  # no version stamp: same records, same bytes
     plt.close(fig)
     return path
+
+
+def _fields(frame):
+    statistic = frame.attrs.get("statistic", "mean")
+    return (statistic, "low", "high") if statistic == "mean" else (statistic, "median_low", "median_high")
+
+
+def _panel(ax, frame, col, fields):
+    """One column: each row's value with its interval bar (top row first), the baseline dashed."""
+    value_f, low_f, high_f = fields
+    reference = frame.attrs.get("reference")
+    for y, (label, row) in enumerate(frame.iterrows()):
+        if not row[(col, "n")]:
+            continue
+        value, low, high = row[(col, value_f)], row[(col, low_f)], row[(col, high_f)]
+        xerr = None if math.isnan(low) else [[max(0.0, value - low)], [max(0.0, high - value)]]
+        ax.errorbar([value], [-y], xerr=xerr, fmt="o", capsize=3,
+                    color=REFERENCE_COLOR if label == reference else ROW_COLOR)
+    baseline = majority_values(frame).get(col)
+    if baseline is not None:
+        ax.axvline(baseline, linestyle="--", color=BASELINE_COLOR, label="majority class")
+        ax.legend(fontsize=7, loc="best")
+    ax.set_title(col, fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+
+
+def plot_cells(frame, experiment, path):
+    """One panel per column: each row's mean (or median) with its 95% interval bar, the reference row
+    in red, the majority-class baseline as a dashed line. Writes a PNG; returns its path (None when
+    no cell has a run)."""
+    columns = [c for c in column_names(frame) if frame[(c, "n")].sum()]
+    if not columns:
+        return None
+    plt = _pyplot()
+    labels = list(frame.index)
+    fig, axes = plt.subplots(1, len(columns), figsize=(2.8 * len(columns) + 2.0, 0.4 * len(labels) + 1.6),
+                             squeeze=False, sharey=True)
+    for ax, col in zip(axes[0], columns, strict=True):
+        _panel(ax, frame, col, _fields(frame))
+    axes[0][0].set_yticks([-y for y in range(len(labels))], labels, fontsize=8)
+    for tick, label in zip(axes[0][0].get_yticklabels(), labels, strict=True):
+        if label == frame.attrs.get("reference"):
+            tick.set_color(REFERENCE_COLOR)
+    fig.suptitle(f"{experiment.title}: {frame.attrs.get('statistic', 'mean')} with 95% interval "
+                 f"(red: the reference row)", fontsize=10)
+    return _save(plt, fig, path)
+
+
+def sweep_lines(frame):
+    """{column: {base variant: [(sweep value, value, low, high)]}} of a sweep table's rows with runs."""
+    value_f, low_f, high_f = _fields(frame)
+    sweep = frame.attrs.get("sweep") or {}
+    lines = {}
+    for col in column_names(frame):
+        for label, row in frame.iterrows():
+            if label in sweep and row[(col, "n")]:
+                base, step = sweep[label]
+                lines.setdefault(col, {}).setdefault(base, []).append(
+                    (step, row[(col, value_f)], row[(col, low_f)], row[(col, high_f)]))
+    return {col: {base: sorted(points) for base, points in bases.items()} for col, bases in lines.items()}
+
+
+def plot_sweep(frame, experiment, path):
+    """Accuracy against the sweep value (pretraining steps), one line per objective with its 95%
+    interval as a band; one panel per column. Writes a PNG; returns its path (None when empty)."""
+    lines = sweep_lines(frame)
+    if not lines:
+        return None
+    plt = _pyplot()
+    names = {v.name: v.row for v in experiment.variants}
+    fig, axes = plt.subplots(1, len(lines), figsize=(5 * len(lines), 3.6), squeeze=False)
+    for ax, (column, bases) in zip(axes[0], lines.items(), strict=True):
+        for base, points in bases.items():
+            xs, values, lows, highs = (np.asarray(v, float) for v in zip(*points, strict=True))
+            (line,) = ax.plot(xs, values, marker="o", label=names.get(base, base))
+            known = ~(np.isnan(lows) | np.isnan(highs))
+            ax.fill_between(xs, lows, highs, where=known, alpha=0.2, color=line.get_color(), linewidth=0)
+        ax.set_xlabel(experiment.sweep.get("key", "pretraining steps"))
+        ax.set_ylabel(f"{column} dev ({frame.attrs.get('statistic', 'mean')}, 95% band)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(experiment.title, fontsize=10)
+    return _save(plt, fig, path)

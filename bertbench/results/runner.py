@@ -67,6 +67,31 @@ def numeric_leaves(data, prefix=""):
     return out
 
 
+def finetune_state(ft, recs, runs):
+    """'cached' (its record is in the results folder: nothing to do), 'reused' (a finished run in the
+    runs folder: its record is written from it) or 'to run'. The runner and the dry run both ask this."""
+    if records.read_ok(Path(recs) / f"{ft.id}.json"):
+        return "cached"
+    return "reused" if records.read_ok(Path(runs) / "finetune" / ft.id / "run.json") else "to run"
+
+
+def pretrain_state(pre, needed, recs, runs):
+    """As finetune_state for a pretraining run; `needed`: some of its fine-tuning runs are not cached
+    (then its checkpoint is needed, not only its record)."""
+    if not needed and records.read_ok(Path(recs) / f"pretrain-{pre.id}.json"):
+        return "cached"
+    return "reused" if records.read_ok(Path(runs) / "pretrain" / pre.id / "run.json") else "to run"
+
+
+def plan_states(plan, recs, runs):
+    """{run id: state} of every run of a plan (see finetune_state)."""
+    states = {ft.id: finetune_state(ft, recs, runs) for ft in plan.finetunes}
+    for pre in plan.pretrains:
+        needed = any(states[f.id] != "cached" for f in plan.finetunes if f.pretrain_id == pre.id)
+        states[pre.id] = pretrain_state(pre, needed, recs, runs)
+    return states
+
+
 class Runner:
     """Runs one plan; `run()` returns counts {'ran', 'cached', 'reused', 'failed', 'skipped'}."""
 
@@ -98,7 +123,7 @@ class Runner:
     def _group(self, pre):
         """Finish pretraining `pre` and its fine-tuning runs; False while one is locked elsewhere."""
         members = [f for f in self.plan.finetunes if f.pretrain_id == pre.id and f.id not in self.finished]
-        todo = [f for f in members if not records.read_ok(self.records / f"{f.id}.json")]
+        todo = [f for f in members if finetune_state(f, self.records, self.runs) != "cached"]
         for f in members:
             if f not in todo:
                 self.finished.add(f.id)
@@ -152,7 +177,7 @@ class Runner:
 
     def _pretrain(self, pre, needed):
         result_path = self.records / f"pretrain-{pre.id}.json"
-        if not needed and records.read_ok(result_path):
+        if pretrain_state(pre, needed, self.records, self.runs) == "cached":
             self.counts["cached"] += 1
             return "cached"
         out_dir = self.pretrain_dir(pre.id)
@@ -260,32 +285,38 @@ def make_plan(experiment, scale="ci", *, seeds=None, only=None, columns=None, ba
 
 
 def describe(plan, results="results", runs="runs"):
-    """Lines of a dry run: every run with its id, whether it is cached, and its cost."""
+    """Lines of a dry run: every run with its id, its state (as `run` will find it: `plan_states`) and
+    its cost, then the totals in the runner's words (cached / reused / to run)."""
     recs = records.records_dir(results, plan.experiment.name, plan.scale.name)
+    states = plan_states(plan, recs, runs)
     lines = [f"plan {plan.experiment.name} @ {plan.scale.name}: {len(plan.pretrains)} pretraining + "
              f"{len(plan.finetunes)} fine-tuning runs; data: {plan.data}"]
-    todo_tokens, todo_ft = 0, 0
     for pre in plan.pretrains:
-        done = records.read_ok(Path(runs) / "pretrain" / pre.id / "run.json")
         variants = ", ".join(plan.variants_of(pre.id)) + (f" (pretraining seed {pre.pretrain_seed})"
                                                           if pre.pretrain_seed else "")
-        c = pre.pretrain
-        cost = (f"{c.num_steps:,} steps x batch {c.batch_size} x seq {c.max_seq_length}"
-                f"{f'/{c.phase2_max_seq_length}' if c.phase2_fraction else ''} = {pretrain_tokens(c):,} tokens"
-                if pre.kind == "pretrain" else "random init")
-        todo_tokens += 0 if done or pre.kind != "pretrain" else pretrain_tokens(c)
-        lines.append(f"  pretrain {pre.id}  {'cached' if done else 'to run':7}  {variants}: {cost}")
+        lines.append(f"  pretrain {pre.id}  {states[pre.id]:7}  {variants}: {_pretrain_cost(pre)}")
     for ft in plan.finetunes:
-        done = records.read_ok(recs / f"{ft.id}.json") or records.read_ok(Path(runs) / "finetune" / ft.id / "run.json")
-        todo_ft += not done
         task = f"{ft.task} (proxy for {ft.proxy_for})" if ft.proxy_for else ft.task
         grid = " ".join(f"{k.split('.')[-1]}={v}" for k, v in ft.grid.items())
         cap = ft.finetune.max_train_examples or "all"
-        lines.append(f"  finetune {ft.id}  {'cached' if done else 'to run':7}  {ft.variant} / {ft.column}: {task} "
+        lines.append(f"  finetune {ft.id}  {states[ft.id]:7}  {ft.variant} / {ft.column}: {task} "
                      f"seed {ft.seed} {grid} ({ft.finetune.epochs:g} epochs x {cap} examples) <- {ft.pretrain_id}")
-    lines.append(f"to run: {sum(1 for p in plan.pretrains if not records.read_ok(Path(runs) / 'pretrain' / p.id / 'run.json'))}"
-                 f" pretraining ({todo_tokens:,} tokens), {todo_ft} fine-tuning")
+    todo_pre = [p for p in plan.pretrains if states[p.id] == "to run"]
+    tokens = sum(pretrain_tokens(p.pretrain) for p in todo_pre if p.kind == "pretrain")
+    count = {s: sum(1 for v in states.values() if v == s) for s in ("cached", "reused", "to run")}
+    lines.append(f"to run: {len(todo_pre)} pretraining ({tokens:,} tokens), "
+                 f"{sum(1 for f in plan.finetunes if states[f.id] == 'to run')} fine-tuning; "
+                 f"cached: {count['cached']} (records in {recs}); reused: {count['reused']} (finished in {runs})")
     return lines
+
+
+def _pretrain_cost(pre):
+    c = pre.pretrain
+    if pre.kind != "pretrain":
+        return "random init"
+    phase2 = f"/{c.phase2_max_seq_length}" if c.phase2_fraction else ""
+    return (f"{c.num_steps:,} steps x batch {c.batch_size} x seq {c.max_seq_length}{phase2} = "
+            f"{pretrain_tokens(c):,} tokens")
 
 
 def run_experiment(experiment, scale="ci", *, seeds=None, data_dir=None, only=None, columns=None, baseline=False,
@@ -299,4 +330,26 @@ def run_experiment(experiment, scale="ci", *, seeds=None, data_dir=None, only=No
     out(" ".join(f"{k}={v}" for k, v in counts.items()))
     if tables:
         out(write_tables(plan.experiment, plan.scale.name, results))
+    for line in where_written(plan, results, runs, counts):
+        out(line)
     return counts
+
+
+def where_written(plan, results, runs, counts):
+    """Where `run` put its outputs, and where the cached records it reports came from."""
+    recs = records.records_dir(results, plan.experiment.name, plan.scale.name)
+    ids = {f.id for f in plan.finetunes} | {f"pretrain-{p.id}" for p in plan.pretrains}
+    origins = {}
+    for record in records.load_records(results, plan.experiment.name, plan.scale.name):
+        if not isinstance(record, dict):
+            continue
+        if record.get("run_id") in ids or f"pretrain-{record.get('pretrain_id')}" in ids:
+            key = ((record.get("git") or {}).get("commit", "?")[:7], (record.get("hardware") or {}).get("hostname", "?"))
+            origins[key] = origins.get(key, 0) + 1
+    lines = [f"records: {recs}", f"tables: {recs.parent}/table.{{md,csv,tex}}",
+             f"checkpoints and run folders: {runs}"]
+    if counts.get("cached"):
+        measured = "; ".join(f"{n} at commit {commit} on {host}" for (commit, host), n in sorted(origins.items()))
+        lines.append(f"{counts['cached']} run(s) were not re-measured: their records were already in {recs} "
+                     f"({measured}); use a new --results folder to measure them on this machine")
+    return lines

@@ -1,29 +1,46 @@
-"""Tables: run records -> the paper's row/column layout -> Markdown / CSV / LaTeX (the `table` command's work).
+"""Tables: run records -> the paper's row/column layout with intervals and paired differences.
 
-`build_table(records, experiment, paper)` is a pure function: rows are the experiment's variants
-(in file order, the no-pretraining baseline last), columns its table columns, each with our
-mean, std and n over seeds (`cells.py`: the grid point with the best mean on dev, every seed of
-it, as `finetune --grid` selects), the paper's published number, and the delta of our mean from the
-reference (BERT) row. Metrics are percentages as bertbench.evaluation.metrics reports them (a column
-marked `times100` holds fractions and is scaled).
+`build_table(records, experiment, paper)` is a pure function (every bootstrap has a fixed seed, so
+the same records give the same table, bit for bit). Rows are the experiment's variants (in file
+order, the no-pretraining baseline last), columns its table columns; per cell (`cells.py`: the grid
+point with the best mean on dev, every run of it, as `finetune --grid` selects):
+
+    mean, std, n           over the runs (units (pretraining seed, seed)), in display units
+    low, high, method      its 95% interval and how it was computed (`intervals.py`)
+    collapsed, majority    runs flagged as collapsed (kept); the column's majority-class baseline
+    paper                  the paper's published number (results/paper_numbers.csv)
+    delta, delta_low,      mean paired difference to the reference row, its 95% interval, p-value,
+    delta_high, p, pairs,  matched units and test (`comparisons.py`); p_holm: Holm-adjusted over the
+    test, p_holm           whole table
+
+Rendering (md, csv, latex) is `formats.py`; the footnotes are `footnotes.py`; the plots `plots.py`.
+Metrics are percentages as bertbench.evaluation.metrics reports them (a column marked `times100`
+holds fractions and is scaled).
 """
 
 import csv
-import dataclasses
 import math
 from pathlib import Path
+
+import numpy as np
 
 from bertbench import files
 from bertbench.config import to_dict
 from bertbench.errors import BertbenchError
 from bertbench.experiments.plan import expand
-from bertbench.experiments.schema import BASELINE
-from bertbench.results.cells import cell_stats, cell_values
-from bertbench.results.plots import plot_sweep
+from bertbench.results.cells import cell_stats, majority, ok_records, table_cells
+from bertbench.results.comparisons import REFERENCE, holm_adjust, paired
+from bertbench.results.footnotes import statistics_notes
+from bertbench.results.formats import RENDERERS, SUFFIX
+from bertbench.results.intervals import SEEDS, cell_interval
+from bertbench.results.plots import plot_cells, plot_sweep
 from bertbench.results.records import load_records
 
 PAPER_NUMBERS = Path(__file__).resolve().parents[2] / "results" / "paper_numbers.csv"
-FIELDS = ("mean", "std", "n", "paper", "delta")
+FIELDS = ("mean", "std", "low", "high", "n", "method", "collapsed", "majority", "paper",
+          "delta", "delta_low", "delta_high", "p", "p_holm", "pairs", "test")
+MEDIAN_FIELDS = ("median", "median_low", "median_high")  # after "high", with median=True
+SEED = 0  # of every bootstrap in a table
 
 
 def load_paper_numbers(path=PAPER_NUMBERS):
@@ -41,48 +58,81 @@ def load_paper_numbers(path=PAPER_NUMBERS):
     return rows
 
 
-def build_table(records, experiment, paper=()):
-    """Records -> pandas DataFrame indexed by row label, columns MultiIndex (column, field) with
-    fields mean/std/n/paper/delta. `attrs` carries the notes and the display decimals."""
+def build_table(records, experiment, paper=(), median=False, seed=SEED):
+    """Records -> pandas DataFrame indexed by row label, columns MultiIndex (column, field) with the
+    fields above (+ median, median_low, median_high when `median`). `attrs` carries the notes, the
+    display decimals, the reference row, the statistic shown and the sweep rows (for the plots)."""
     import pandas as pd
 
-    ok = [r for r in records if r.get("status") == "ok" and r.get("experiment") == experiment.name]
-    variants = list(experiment.variants)
-    seen = {v for r in ok for v in [r.get("variant"), *r.get("variants", ())] if v}
-    expanded = {r["variant"]: r for r in ok if r.get("kind") == "finetune"}
-    if experiment.sweep:  # one row per sweep point that has records, in step order
-        variants = _sweep_variants(experiment, expanded)
-    if BASELINE.name in seen and BASELINE.name not in [v.name for v in variants]:
-        variants.append(BASELINE)
+    ok = ok_records(records, experiment)
+    variants, cells = table_cells(ok, experiment)
+    names = [v.name for v in variants]
+    reference = experiment.reference if experiment.reference in names else None
     published = {(p["row"], p["column"]): p["value"] for p in paper
                  if p["table"] == experiment.paper_table and p["value"] is not None}
-    data, notes = {}, []
+    data, tested = {v.row: {} for v in variants}, []
     for col in experiment.columns:
+        fields = _column(cells[col.name], variants, reference, majority(ok, col), median, seed)
         for v in variants:
-            mean, std, n = cell_stats(cell_values(ok, v.name, col))
-            value = published.get((v.paper_row or v.row, col.paper_column or col.name), math.nan)
-            data.setdefault(v.row, {}).update({(col.name, "mean"): mean, (col.name, "std"): std,
-                                               (col.name, "n"): n, (col.name, "paper"): value})
-        proxies = sorted({(r["task"], r["proxy_for"]) for r in ok
-                          if r.get("column") == col.name and r.get("proxy_for")})
-        for task, proxy_for in proxies:
-            notes.append(f"{col.name}: measured on `{task}`, a stand-in for `{proxy_for}` (its data is not "
-                         f"available at this scale); the paper's number is for `{proxy_for}`.")
-    all_columns = pd.MultiIndex.from_tuples([(c.name, f) for c in experiment.columns for f in FIELDS[:4]])
-    frame = pd.DataFrame.from_dict(data, orient="index") if data else pd.DataFrame(columns=all_columns)
-    frame.columns = pd.MultiIndex.from_tuples(frame.columns)
-    ref = next((v.row for v in variants if v.name == experiment.reference), None)
-    for col in experiment.columns:
-        base = frame.loc[ref, (col.name, "mean")] if ref in frame.index else math.nan
-        frame[(col.name, "delta")] = frame[(col.name, "mean")] - base
-    frame = frame[[(c.name, f) for c in experiment.columns for f in FIELDS]]
+            fields[v.name]["paper"] = published.get((v.paper_row or v.row, col.paper_column or col.name), math.nan)
+            data[v.row].update({(col.name, f): x for f, x in fields[v.name].items()})
+            if not math.isnan(fields[v.name]["p"]):
+                tested.append((v.row, col.name, fields[v.name]))
+    holm_adjust([f for _, _, f in tested])
+    for row, column, f in tested:
+        data[row][(column, "p_holm")] = f["p_holm"]
+    order = FIELDS[:4] + (MEDIAN_FIELDS if median else ()) + FIELDS[4:]
+    columns = pd.MultiIndex.from_tuples([(c.name, f) for c in experiment.columns for f in order])
+    frame = pd.DataFrame([[data[v.row].get(key, math.nan) for key in columns] for v in variants],
+                         index=[v.row for v in variants], columns=columns)
     frame.index.name = experiment.paper_table or experiment.name
-    notes += _size_notes(ok, variants)
-    notes += [f"{p['source']}: {p['note']}" for p in paper
-              if p["table"] == experiment.paper_table and p["value"] is None]
-    frame.attrs.update(notes=notes, decimals={c.name: c.decimals for c in experiment.columns},
-                       reference=ref, title=experiment.title)
+    frame.attrs.update(decimals={c.name: c.decimals for c in experiment.columns},
+                       reference=next((v.row for v in variants if v.name == reference), None),
+                       title=experiment.title, statistic="median" if median else "mean",
+                       sweep={v.row: [v.base, v.sweep_value] for v in variants if v.base})
+    frame.attrs["notes"] = (_proxy_notes(ok, experiment) + statistics_notes(frame, experiment)
+                            + _size_notes(ok, variants)
+                            + [f"{p['source']}: {p['note']}" for p in paper
+                               if p["table"] == experiment.paper_table and p["value"] is None])
     return frame
+
+
+def _column(cells, variants, reference, majority_value, median, seed):
+    """{variant: {field: value}} of one column: statistics, intervals and paired comparisons."""
+    out = {}
+    for v in variants:
+        c = cells[v.name]
+        mean, std, n = cell_stats(c.values)
+        low, high, method = cell_interval(c, "mean", seed) if n else (math.nan, math.nan, "")
+        fields = {"mean": mean, "std": std, "low": low, "high": high, "n": n, "method": method,
+                  "collapsed": c.collapsed, "majority": majority_value}
+        if median:
+            fields["median"] = float(np.median(c.values)) if n else math.nan
+            # over one or two runs the median is the mean: its interval is the mean's
+            fields["median_low"], fields["median_high"], _ = (cell_interval(c, "median", seed)
+                                                              if method == SEEDS else (low, high, method))
+        if reference is None or not n:
+            comparison = {"delta": math.nan, "low": math.nan, "high": math.nan, "p": math.nan, "method": ""}
+        elif v.name == reference:
+            comparison = {"delta": 0.0 if n else math.nan, "low": math.nan, "high": math.nan, "p": math.nan,
+                          "method": REFERENCE if n else ""}
+        else:
+            comparison = paired(c, cells[reference], seed)
+        fields.update(delta=comparison["delta"], delta_low=comparison["low"], delta_high=comparison["high"],
+                      p=comparison["p"], p_holm=math.nan, pairs=comparison.get("n", 0), test=comparison["method"])
+        out[v.name] = fields
+    return out
+
+
+def _proxy_notes(records, experiment):
+    """Which columns ran on a stand-in task at this scale."""
+    notes = []
+    for col in experiment.columns:
+        proxies = sorted({(r["task"], r["proxy_for"]) for r in records
+                          if r.get("column") == col.name and r.get("proxy_for")})
+        notes += [f"{col.name}: measured on `{task}`, a stand-in for `{proxy_for}` (its data is not available at "
+                  f"this scale); the paper's number is for `{proxy_for}`." for task, proxy_for in proxies]
+    return notes
 
 
 def _size_notes(records, variants):
@@ -97,81 +147,6 @@ def _size_notes(records, variants):
     if len({size for _, size in shown}) < 2:
         return []
     return ["our model sizes at this scale: " + "; ".join(f"{row} = {size}" for row, size in shown)]
-
-
-def _sweep_variants(experiment, expanded):
-    """Sweep-expanded variants that have records: each base variant's points in increasing order."""
-    points = {(r.get("base_variant"), r.get("sweep_value")) for r in expanded.values()}
-    return [dataclasses.replace(v, name=f"{v.name}@{k}", row=f"{v.row} @ {k:,}", base=v.name, sweep_value=k)
-            for v in experiment.variants for k in sorted(k for b, k in points if b == v.name)]
-
-
-def _cells(frame, col, decimals):
-    """Display strings of one column: ours 'mean ± std (n)', paper, delta."""
-    out = []
-    for _, row in frame.iterrows():
-        mean, std, n, paper, delta = (row[(col, f)] for f in FIELDS)
-        if not n:
-            ours = "–"
-        elif n == 1 or math.isnan(std):
-            ours = f"{mean:.{decimals}f} ({int(n)})"
-        else:
-            ours = f"{mean:.{decimals}f} ± {std:.{decimals}f} ({int(n)})"
-        out.append((ours, "–" if math.isnan(paper) else f"{paper:.{decimals}f}",
-                    "–" if math.isnan(delta) else f"{delta:+.{decimals}f}"))
-    return out
-
-
-def display_rows(frame):
-    """(header, rows) of strings: per column 'ours', 'paper', 'Δ' (Δ only with a reference row)."""
-    columns = list(dict.fromkeys(c for c, _ in frame.columns))
-    with_delta = frame.attrs.get("reference") is not None
-    header = [frame.index.name or ""]
-    for col in columns:
-        header += [col, f"{col} paper"] + ([f"{col} Δ"] if with_delta else [])
-    cells = [_cells(frame, col, frame.attrs.get("decimals", {}).get(col, 1)) for col in columns]
-    rows = []
-    for i, label in enumerate(frame.index):
-        row = [label]
-        for c in cells:
-            row += list(c[i][:3] if with_delta else c[i][:2])
-        rows.append(row)
-    return header, rows
-
-
-def to_markdown(frame):
-    header, rows = display_rows(frame)
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    notes = frame.attrs.get("notes", [])
-    return "\n".join(lines + ([""] + [f"- {n}" for n in notes] if notes else [])) + "\n"
-
-
-def _latex_escape(text):
-    text = str(text).replace("\\", r"\textbackslash{}")
-    for ch in "&%$#_{}":
-        text = text.replace(ch, "\\" + ch)
-    return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--").replace("`", "")
-
-
-def to_latex(frame):
-    header, rows = display_rows(frame)
-    lines = [r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
-             " & ".join(_latex_escape(h) for h in header) + r" \\", r"\midrule"]
-    lines += [" & ".join(_latex_escape(c) for c in r) + r" \\" for r in rows]
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    lines += [f"% {_latex_escape(n)}" for n in frame.attrs.get("notes", [])]
-    return "\n".join(lines) + "\n"
-
-
-def to_csv(frame):
-    flat = frame.copy()
-    flat.columns = [f"{c} {f}" for c, f in frame.columns]
-    return flat.to_csv(float_format="%.6g")
-
-
-RENDERERS = {"md": to_markdown, "csv": to_csv, "latex": to_latex}
-SUFFIX = {"md": "md", "csv": "csv", "latex": "tex"}
 
 
 def current_records(records, plan):
@@ -199,15 +174,27 @@ def _without_seed(cfg):
     return tuple(sorted((k, str(v)) for k, v in cfg.items() if k != "seed"))
 
 
-def write_tables(experiment, scale, results="results", fmt="md", paper_path=PAPER_NUMBERS):
-    """Rebuild table.{md,csv,tex} (and the sweep plot) from the records; returns the `fmt` text."""
-    plan = expand(experiment, scale, baseline=True)
-    records = current_records(load_records(results, experiment.name, scale), plan)
-    frame = build_table(records, experiment, load_paper_numbers(paper_path))
+def table_records(experiment, scale, results="results"):
+    """The records a table of `experiment` at `scale` reads: those of the current plan, with as many
+    pretraining seeds as the records have."""
+    found = load_records(results, experiment.name, scale)
+    pretrain_seeds = 1 + max([int(r.get("pretrain_seed") or 0) for r in found] or [0])
+    plan = expand(experiment, scale, baseline=True, pretrain_seeds=pretrain_seeds)
+    return current_records(found, plan)
+
+
+def write_tables(experiment, scale, results="results", fmt="md", paper_path=PAPER_NUMBERS, median=False):
+    """Rebuild table.{md,csv,tex} and cells.png (+ steps.png for a sweep with `plot`) from the records;
+    returns the `fmt` text (of the median table when `median`: the files always show the mean)."""
+    records = table_records(experiment, scale, results)
+    paper = load_paper_numbers(paper_path)
+    frame = build_table(records, experiment, paper)
     folder = Path(results) / experiment.name / scale
     texts = {name: render(frame) for name, render in RENDERERS.items()}
     for name, text in texts.items():
         files.write_text_atomic(folder / f"table.{SUFFIX[name]}", text)
+    plot_cells(frame, experiment, folder / "cells.png")
     if experiment.plot:
-        plot_sweep(records, experiment, folder / "steps.png")
-    return f"{experiment.title} ({experiment.paper_table or 'beyond the paper'}), scale {scale}\n\n" + texts[fmt]
+        plot_sweep(frame, experiment, folder / "steps.png")
+    text = RENDERERS[fmt](build_table(records, experiment, paper, median=True)) if median else texts[fmt]
+    return f"{experiment.title} ({experiment.paper_table or 'beyond the paper'}), scale {scale}\n\n" + text
