@@ -348,3 +348,12 @@ def test_table_command_prints_medians_and_power(tmp_path, capsys):
     assert "Cells: median [95% interval]" in out
     assert "Cells: mean [95% interval]" in (tmp_path / "ablation_nsp" / "ci" / "table.md").read_text()
     assert "  MRPC: not measurable yet (needs a comparison with ≥ 2 paired seeds)" in out
+
+
+def test_table_without_records_is_an_error_that_writes_nothing(tmp_path, capsys):
+    from bertbench.cli import main
+
+    assert main(["table", "ablation_nsp", "--scale", "small", "--results", str(tmp_path / "typo")]) == BertbenchError.exit_code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no run records for ablation_nsp at scale small" in err[0]
+    assert not (tmp_path / "typo").exists()
