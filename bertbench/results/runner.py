@@ -27,6 +27,7 @@ from bertbench.experiments.shards import parse_shard, shard_plan
 from bertbench.pretraining.accounting import pretrain_tokens
 from bertbench.resources import resolve_data_dir
 from bertbench.results import records
+from bertbench.results.estimate import estimate_lines
 from bertbench.results.locks import RunLock
 from bertbench.results.provenance import provenance
 from bertbench.results.tables import write_tables
@@ -307,7 +308,7 @@ def describe(plan, results="results", runs="runs"):
     lines.append(f"to run: {len(todo_pre)} pretraining ({tokens:,} tokens), "
                  f"{sum(1 for f in plan.finetunes if states[f.id] == 'to run')} fine-tuning; "
                  f"cached: {count['cached']} (records in {recs}); reused: {count['reused']} (finished in {runs})")
-    return lines
+    return lines + estimate_lines(plan, states, results)
 
 
 def _pretrain_cost(pre):

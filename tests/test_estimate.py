@@ -1,0 +1,34 @@
+"""The dry run's wall-time estimate comes from runs this machine recorded (worked by hand)."""
+
+import json
+
+from bertbench.pretraining.accounting import estimate_flops
+from bertbench.results.estimate import estimate_lines
+from bertbench.results.runner import make_plan, plan_states
+
+
+def _write(folder, name, record):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(record))
+
+
+def test_estimate_scales_measured_seconds_per_flop_and_fine_tuning_medians(tmp_path):
+    plan = make_plan("ablation_nsp", only=["bert"], columns=["MRPC", "SST-2"])
+    pre = plan.pretrains[0]
+    flops = estimate_flops(pre.model, pre.pretrain)
+    recs = tmp_path / "results" / "other_experiment" / "ci" / "records"
+    host = {"hardware": {"hostname": "box"}, "status": "ok"}
+    _write(recs, "p1", {**host, "kind": "pretrain", "wall_time_s": 120.0, "output": {"estimated_flops": flops}})
+    _write(recs, "p2", {**host, "kind": "pretrain", "wall_time_s": 60.0, "output": {"estimated_flops": flops / 2}})
+    for i, seconds in enumerate((10.0, 30.0, 20.0)):  # MRPC at the same train cap: median 20 s
+        _write(recs, f"f{i}", {**host, "kind": "finetune", "task": "mrpc", "wall_time_s": seconds,
+                               "config": {"finetune": {"max_train_examples": 1000}}})
+    _write(recs, "elsewhere", {"hardware": {"hostname": "other"}, "status": "ok", "kind": "finetune",
+                               "task": "sst2", "wall_time_s": 999.0})
+    states = plan_states(plan, tmp_path / "none", tmp_path / "runs")
+    # pretraining: 120 s per `flops` (both runs say so); MRPC 20 s; SST-2 has no run of its own: all runs' median 20 s
+    (line,) = estimate_lines(plan, states, tmp_path / "results", host="box")
+    assert line == ("estimated wall time on this machine (box): ~3 min: pretraining ~2 min "
+                    "(1 run, from 2 measured), fine-tuning ~40 s (2 runs)")
+    (none,) = estimate_lines(plan, states, tmp_path / "results", host="new-machine")
+    assert none.startswith("no time estimate: this machine (new-machine) has not recorded a pretraining run")
