@@ -36,6 +36,12 @@ class Backend:
     def finetune(self, finetune_cfg, init, out_dir, data_dir, strategy="default"):
         return finetune(finetune_cfg, init, out_dir, data_dir, strategy=strategy)
 
+    def log_hparams(self, logdir, hparams, metrics):
+        """One run for TensorBoard's HParams dashboard (what varied -> what it scored)."""
+        from bertbench.finetuning.logs import write_hparams
+
+        write_hparams(logdir, hparams, metrics)
+
 
 def load_backend(spec=None):
     """Backend() or the object named by 'module:attr' / 'file.py:attr' (a class is instantiated)."""

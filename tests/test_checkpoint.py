@@ -1,5 +1,7 @@
 import json
 import math
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +62,9 @@ def test_save_load_round_trip(tmp_path):
     save_encoder(build_encoder(TINY), TINY, out, vocab, lowercase=True)
     assert load_encoder(out).lowercase is True
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "v.txt"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask  # shareable, not mkdtemp's 0700
 
 
 def test_save_rejects_mismatched_config_and_vocab(tmp_path):
@@ -85,6 +90,53 @@ def test_unusable_directories_give_one_line_errors(tmp_path, setup, message):
     with pytest.raises(BertbenchError, match=message) as err:
         load_encoder(setup(tmp_path))
     assert "\n" not in str(err.value)
+
+
+def test_a_keras_hub_preset_folder_loads(tmp_path):
+    """A folder saved by keras-hub itself (BertBackbone + BertTokenizer .save_to_preset)."""
+    import keras_hub
+
+    keras.utils.set_random_seed(5)
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=20, num_layers=2, num_heads=2, hidden_dim=8,
+                                             intermediate_dim=16, max_sequence_length=16)
+    backbone.save_to_preset(str(tmp_path / "preset"))
+    keras_hub.models.BertTokenizer(vocabulary=str(write_vocab(tmp_path / "v.txt")),
+                                   lowercase=False).save_to_preset(str(tmp_path / "preset"))
+    loaded = load_encoder(tmp_path / "preset")
+    assert loaded.source == "keras-hub" and loaded.lowercase is False
+    assert loaded.model_cfg.activation == "gelu_approximate" and loaded.model_cfg.num_layers == 2
+    assert loaded.vocab_path.read_text() == (tmp_path / "v.txt").read_text()
+    for a, b in zip(outputs(backbone, inputs()), outputs(loaded.encoder, inputs()), strict=True):
+        np.testing.assert_array_equal(a, b)
+    (tmp_path / "preset" / "assets" / "tokenizer" / "vocabulary.txt").unlink()
+    with pytest.raises(BertbenchError, match="keras-hub preset without a tokenizer"):
+        load_encoder(tmp_path / "preset")
+
+
+@pytest.mark.parametrize("name, hint", [
+    ("bert-base-uncased", "huggingface-cli download bert-base-uncased --local-dir bert-base-uncased"),
+    ("google-bert/bert-base-cased", "huggingface-cli download google-bert/bert-base-cased --local-dir bert-base-cased"),
+    ("bert_base_en_uncased", "keras_hub.models.BertBackbone.from_preset('bert_base_en_uncased')"),
+])
+def test_a_hub_name_says_how_to_download_it(name, hint, capsys):
+    from bertbench.cli import main
+
+    with pytest.raises(BertbenchError) as err:
+        load_encoder(name)
+    assert "\n" not in str(err.value) and hint in str(err.value) and "does not download" in str(err.value)
+    assert main(["finetune", "--task", "mrpc", "--init", name]) == 1
+    assert hint in capsys.readouterr().err
+
+
+def test_init_help_names_every_format(capsys):
+    from bertbench.cli import main
+
+    for argv in (["finetune", "--help"], ["export", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        text = " ".join(capsys.readouterr().out.split())
+        for fmt in ("bertbench", "keras-hub preset", "Hugging Face", "google-research/bert TF1"):
+            assert fmt in text, (argv, fmt)
 
 
 # ---- keras-hub transfer --------------------------------------------------------------------------

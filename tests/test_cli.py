@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -56,3 +57,97 @@ def test_experiment_commands_live_in_commands_and_libraries_know_no_argparse():
                     "bertbench.experiments.plan", "bertbench.experiments.schema"):
         module = importlib.import_module(library)
         assert not hasattr(module, "add_arguments") and not hasattr(module, "main"), library
+
+
+def _command_parsers():
+    """{name: the argparse parser of `bertbench name`, with its module's options}."""
+    import argparse
+
+    from bertbench.cli import build_parser
+
+    out = {}
+    for name in COMMANDS:
+        parser = build_parser(name)
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        out[name] = sub.choices[name]
+    return out
+
+
+def test_top_level_help_shows_examples_and_exit_status(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and "bertbench run ablation_nsp --dry-run" in out and "bertbench tasks" in out
+    assert "exit status: 0 success; 1 `check` found a regression; 2 a usage or input error" in out
+
+
+# Options of commands whose files other owners edit, still without help text: each owner deletes
+# their entries when the help is written (an entry that has help fails this test: keep it current).
+PENDING_HELP = {"bench --seq-length", "bench --batch-size", "bench --precision", "bench --matmul-repeats",
+                "bench --pipeline-batches", "bench --seed"}
+PENDING_HIDDEN_BACKEND = {"check"}
+
+
+def test_every_option_of_every_command_has_help_with_its_default():
+    """`bertbench CMD --help` explains every option and shows its default ("(default: X)", added by
+    the CLI's formatter unless the help names it); the test-only --backend is hidden."""
+    import argparse
+
+    missing, undocumented, backend = set(), [], set()
+    for name, parser in _command_parsers().items():
+        if "--backend" in parser.format_help():
+            backend.add(name)
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS:
+                continue
+            option = action.option_strings[0] if action.option_strings else action.dest
+            if not action.help:
+                missing.add(f"{name} {option}")
+            elif action.option_strings and action.default not in (None, False, []) and not action.required:
+                if "default" not in parser._get_formatter()._expand_help(action):
+                    undocumented.append(f"{name} {option}")
+    assert missing == PENDING_HELP, f"options without help: {sorted(missing - PENDING_HELP)}; " \
+                                    f"written since: {sorted(PENDING_HELP - missing)}"
+    assert not undocumented, f"options whose help hides the default: {undocumented}"
+    assert backend == PENDING_HIDDEN_BACKEND, f"--backend shows in --help of {sorted(backend)}"
+    assert "run" not in backend
+
+
+def test_formatter_appends_the_default_once():
+    parser = _command_parsers()["vocab"]
+    text = " ".join(parser.format_help().split())
+    assert "maximum vocabulary size (default: 8192)" in text
+    features = " ".join(_command_parsers()["features"].format_help().split())
+    assert features.count("(default: 8)") == 1  # an explicit "(default: ...)" is not repeated
+
+
+def test_tensorflow_start_up_noise_is_filtered_from_stderr_unless_verbose(tmp_path):
+    """fd 2 keeps every line but TensorFlow's known start-up lines; Python's stderr bypasses the
+    filter (progress bars stay live); --verbose shows everything."""
+    noise = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n"
+             "I0000 00:00:1796026352.414148    4245 port.cc:153] oneDNN custom operations are on. You may see\\n"
+             "I0000 00:00:1796026352.414543    4245 cudart_stub.cc:31] Could not find cuda drivers on your "
+             "machine, GPU will not be used.\\n"
+             "E0000 00:00:1796026383.880598    4245 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA "
+             "error: Failed call to cuInit: UNKNOWN ERROR (303)\\n"
+             "E0000 00:00:1796026394.154866    4245 util.cc:131] oneDNN supports DT_INT64 only on platforms "
+             "with AVX-512. Falling back\\n")
+    module = tmp_path / "noisy.py"
+    module.write_text(
+        "import os, sys\n"
+        "def add_arguments(parser):\n    pass\n"
+        "def main(args):\n"
+        f"    os.write(2, b'{noise}E0000 00:00:1.5 7 other.cc:1] a real C++ error\\n')\n"
+        "    print('python line', file=sys.stderr)\n"
+        "    print('out')\n"
+        "    return 0\n")
+    code = ("import sys; from bertbench import cli; "
+            "cli.COMMANDS['noisy'] = ('noisy', 'test'); sys.argv = ['bertbench', 'noisy'] + sys.argv[1:]; "
+            "sys.exit(cli.main())")
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert quiet.returncode == 0 and quiet.stdout == "out\n"
+    assert sorted(quiet.stderr.splitlines()) == ["E0000 00:00:1.5 7 other.cc:1] a real C++ error", "python line"]
+    loud = subprocess.run([sys.executable, "-c", code, "--verbose"], capture_output=True, text=True, env=env)
+    assert loud.returncode == 0 and "failed call to cuInit" in loud.stderr and "oneDNN" in loud.stderr

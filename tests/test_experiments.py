@@ -30,7 +30,9 @@ def test_every_shipped_experiment_plans_at_every_scale(name, tmp_path):
         p = expand(load_experiment(name), scale, baseline=True)
         assert p.pretrains and p.finetunes
         lines = describe(p, tmp_path / "results", tmp_path / "runs")  # the dry run
-        assert len(lines) == 2 + len(p.pretrains) + len(p.finetunes)
+        assert sum(line.startswith("  pretrain ") for line in lines) == len(p.pretrains)
+        assert sum(line.startswith("  finetune ") for line in lines) == len(p.finetunes)
+        assert lines[0].startswith("plan ") and any(line.startswith("to run: ") for line in lines)
 
 
 def test_dry_run_and_list_commands():

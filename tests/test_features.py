@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from bertbench import cli  # noqa: E402
+from bertbench.errors import BertbenchError  # noqa: E402
 from bertbench.model.checkpoint import save_encoder  # noqa: E402
 from bertbench.config import ModelConfig  # noqa: E402
 from bertbench.model.encoder import build_encoder  # noqa: E402
@@ -84,6 +86,29 @@ def test_pairs_are_truncated_longest_first(setup):
     assert tokens[0] == ["[CLS]", "the", "cat", "sat", "on", "[SEP]"]
 
 
+def test_default_layers_are_the_hidden_states_a_two_layer_encoder_has(setup, capsys):
+    """The original's default -1,-2,-3,-4 needs 4 layers; the tour's tiny model has 2 (3 states)."""
+    root, _ = setup
+    code, out = extract(root, "default.jsonl")
+    assert code == 0
+    assert "using -1,-2,-3" in capsys.readouterr().out
+    for record in read_jsonl(out):
+        assert all([layer["index"] for layer in f["layers"]] == [-1, -2, -3] for f in record["features"])
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_output_file_mode_follows_the_umask(setup, umask):
+    """Like any tool's output (0644 under umask 022), not mkstemp's 0600: shareable on a cluster."""
+    root, _ = setup
+    old = os.umask(umask)
+    try:
+        code, out = extract(root, f"mode{umask:o}.jsonl", "--layers", "-1")
+    finally:
+        os.umask(old)
+    assert code == 0 and out.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert not [p for p in root.iterdir() if p.name.endswith(".tmp")]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--layers", "-1,x"], "comma-separated"),
     (["--layers", "3"], "out of range"),
@@ -96,7 +121,7 @@ def test_bad_arguments_give_one_line_errors(setup, capsys, args, message):
     base = {"--init": str(root / "ckpt"), "--input": str(root / "input.txt"), "--out": str(root / "bad.jsonl")}
     base.update(dict(zip(args[::2], args[1::2])))
     argv = ["features"] + [item for pair in base.items() for item in pair]
-    assert cli.main(argv) == 1
+    assert cli.main(argv) == BertbenchError.exit_code
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
     assert not (root / "bad.jsonl").exists()

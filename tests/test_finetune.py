@@ -4,6 +4,7 @@ formats read back by `bertbench score`, determinism, grid selection, CLI errors,
 
 import collections
 import dataclasses
+import io
 import json
 import re
 import shutil
@@ -329,6 +330,7 @@ def test_end_to_end_writes_official_predictions(tmp_path, task):
     assert path.is_file() and path.parent == tmp_path / "out"
     assert (tmp_path / "out" / "record.json").is_file()
     rescored = score_files(task, str(root / GOLD[task]), str(path))
+    assert rescored.pop("missing", 0) == 0  # SQuAD: every question answered
     for name, value in rescored.items():
         assert record["metrics"][name] == pytest.approx(value), name
     if task == "squad2":  # threshold chosen on dev: the file's F1 is the best F1 over thresholds
@@ -471,3 +473,91 @@ def test_cli_runs_and_prints_metrics(tmp_path, capsys):
     assert printed["f1"] == record["metrics"]["f1"] and record["config"]["learning_rate"] == 1e-3
     assert record["init"]["source"] == "random" and record["init"]["model"]["num_layers"] == 1
     assert record["init"]["model"]["num_heads"] == 2  # the tiny preset's, kept under the overrides
+
+
+# ---- progress and TensorBoard --------------------------------------------------------------------
+def scalar_events(logdir):
+    """{tag: [(step, value)]} of the scalar summaries in a TensorBoard folder, in file order."""
+    import tensorflow as tf
+
+    out = {}
+    for path in sorted(Path(logdir).glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "scalars":
+                    out.setdefault(value.tag, []).append((event.step, float(tf.make_ndarray(value.tensor))))
+    return out
+
+
+def test_train_loss_is_the_mean_of_the_last_steps(tmp_path):
+    """Keras reports running means; the logged points are the means of each window, by hand."""
+    from bertbench.finetuning.logs import TrainMonitor
+
+    class FakeModel:
+        class optimizer:  # noqa: N801
+            learning_rate = 0.5
+
+    monitor = TrainMonitor(6, tmp_path / "logs", verbose=False, every=2)
+    monitor.set_model(FakeModel())
+    losses = [4.0, 2.0, 6.0, 2.0, 1.0, 5.0]
+    for step in range(6):
+        monitor.on_train_batch_end(step, {"loss": float(np.mean(losses[:step + 1]))})
+    monitor.on_train_end()
+    events = scalar_events(tmp_path / "logs")
+    assert events["train/loss"] == [(2, pytest.approx(3.0)), (4, pytest.approx(4.0)), (6, pytest.approx(3.0))]
+    assert events["train/learning_rate"] == [(2, 0.5), (4, 0.5), (6, 0.5)]
+
+
+def test_write_hparams_for_the_hparams_dashboard(tmp_path):
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    from bertbench.finetuning.logs import write_hparams
+
+    hparams = {"variant": "no_nsp", "task": "sst2", "seed": 1, "learning_rate": 2e-5, "frozen": False,
+               "overrides": {"pretrain.objective": "mlm"}}
+    write_hparams(tmp_path / "run", hparams, {"accuracy": 91.25, "f1": 88.0, "note": "not a number"})
+    assert scalar_events(tmp_path / "run") == {"accuracy": [(0, 91.25)], "f1": [(0, 88.0)]}
+    found = {}
+    for path in (tmp_path / "run").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "hparams":
+                    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                    found = dict(data.session_start_info.hparams)
+    assert found["variant"].string_value == "no_nsp" and found["seed"].number_value == 1
+    assert found["learning_rate"].number_value == pytest.approx(2e-5) and found["frozen"].bool_value is False
+    assert found["overrides"].string_value == "{'pretrain.objective': 'mlm'}"
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.slow
+def test_cli_shows_progress_and_logs_to_tensorboard(tmp_path, monkeypatch, capsys):
+    from bertbench.cli import main
+
+    root = small_data(tmp_path / "data", "mrpc", n_train=40, n_dev=16)
+    vocab = make_vocab(tmp_path / "vocab.txt", texts_of("mrpc", root))
+    args = ["finetune", "--task", "mrpc", "--random-init", "--vocab", vocab, "--data-dir", str(root),
+            "--epochs", "2", "--batch-size", "8", "--max-seq-length", "32", "--set", "model.num_layers=1",
+            "--set", "model.hidden_dim=16"]
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(args + ["--out", str(tmp_path / "run")]) == 0
+    shown = terminal.getvalue().split("\r")
+    assert any(line.startswith("finetune mrpc  10/10 100% [") and re.search(r" (step/s|s/step) ", line)
+               and "ETA 0:00" in line and "loss=" in line for line in shown), shown[-3:]
+    assert any(line.startswith("predict mrpc dev  1/1 100%") for line in shown)
+    record = json.loads((tmp_path / "run" / "record.json").read_text())
+    events = scalar_events(tmp_path / "run" / "logs")
+    assert [step for step, _ in events["train/loss"]] == list(range(1, 11))  # 10 steps: every step
+    assert np.mean([v for _, v in events["train/loss"]]) == pytest.approx(record["final_train_loss"], rel=1e-4)
+    assert events["dev/f1"] == [(10, pytest.approx(record["metrics"]["f1"]))]
+    terminal.seek(0)
+    terminal.truncate()
+    assert main(args + ["--out", str(tmp_path / "quiet"), "--quiet"]) == 0
+    assert "\r" not in terminal.getvalue() and "finetune mrpc" not in terminal.getvalue()  # no bar
+    capsys.readouterr()

@@ -315,3 +315,18 @@ def test_bundled_sample_corpus(real):
     inst = _instances(tokenizer, docs)
     free = inst.next_sentence_labels[inst.sources[:, 6] == 0]
     assert stats.binomtest(int((free == 0).sum()), len(free), 0.5).pvalue > P_MIN
+
+
+def test_no_heldout_documents_give_an_empty_heldout_pass(real, tmp_path):
+    """pretrain.heldout_fraction=0 (and TFRecord input) evaluate nothing: the held-out metrics are {}."""
+    from bertbench.pretraining.dataset import heldout_dataset, train_dataset
+    from bertbench.pretraining.objectives import summarize
+
+    tokenizer, _ = real
+    corpus_file = tmp_path / "corpus.txt"
+    corpus_file.write_text("\n\n".join("\n".join(doc) for doc in real_documents(3)), encoding="utf-8")
+    corpus = PretrainingCorpus(str(corpus_file), tokenizer, heldout_fraction=0.0, cache_dir=tmp_path / "cache")
+    cfg = PretrainConfig(batch_size=4, max_seq_length=32, heldout_fraction=0.0)
+    assert list(heldout_dataset(corpus, cfg, 32, 4)) == [] and summarize({}) == {}
+    features, _ = next(iter(train_dataset(corpus, cfg, 32, 4)))
+    assert features["token_ids"].shape == (4, 32)

@@ -6,6 +6,7 @@ does no ML: it sleeps, leaves a marker file per execution so tests can count wha
 pretrain() resumes from its checkpoints.
 """
 
+import io
 import json
 import os
 import re
@@ -368,3 +369,38 @@ def test_a_new_results_folder_remeasures_and_run_says_where_it_wrote(tmp_path, m
     again = capsys.readouterr().out
     assert "ran=0 cached=2" in again
     assert re.search(r"2 run\(s\) were not re-measured: .*2 at commit \w+ on \S+", again)
+
+
+class HParamsBackend(FakeBackend):
+    """Records what the runner hands to TensorBoard's HParams dashboard."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.hparams = []
+
+    def log_hparams(self, logdir, hparams, metrics):
+        self.hparams.append((Path(logdir), hparams, metrics))
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_plan_progress_bar_and_hparams_per_fine_tuning_run(tmp_path, monkeypatch):
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    backend = HParamsBackend(tmp_path / "m")
+    run(tmp_path, only=["bert"], columns=["MRPC", "SST-2"], backend=backend)
+    drawn = terminal.getvalue()
+    assert "run 1/3: bert (pretrain, 600 steps)" in drawn and "run 3/3: bert / SST-2 (sst2) seed 0" in drawn
+    assert "3/3 100%" in drawn and "ETA" in drawn
+    assert sorted(h["column"] for _, h, _ in backend.hparams) == ["MRPC", "SST-2"]
+    logdir, hparams, metrics = backend.hparams[0]
+    assert logdir.parent.parent == tmp_path / "runs" / "finetune" and logdir.name == "logs"
+    assert hparams == {"variant": "bert", "column": hparams["column"], "task": hparams["task"], "seed": 0,
+                       "pretrain_seed": 0}
+    assert list(metrics) == ["dev/accuracy"]
+    terminal.truncate(0)
+    run(tmp_path, only=["bert"], columns=["MRPC", "SST-2"], backend=backend, progress=False)
+    assert terminal.getvalue() == "" and len(backend.hparams) == 2  # --quiet; cached runs log nothing new

@@ -57,15 +57,47 @@ def test_squad_v2_with_na_prob(tmp_path, capsys):
     assert result["exact"] == 75.0  # q2 (0.8) and q4 (0.9) become no-answer
 
 
-def test_squad_id_mismatches_are_one_line_errors(tmp_path, capsys):
+def test_squad_unknown_ids_are_one_line_errors(tmp_path, capsys):
     gold = write(tmp_path / "dev.json", json.dumps(SQUAD_GOLD))
     preds = write(tmp_path / "pred.json", json.dumps({"q1": "a", "q2": "b", "zzz": "c"}))
     code, _, err = run_score(capsys, "squad1", "--data", gold, "--predictions", preds)
     assert code == 1 and err.count("\n") == 1
-    assert "2 gold question(s) missing, e.g. q3" in err and "1 unknown id(s), e.g. zzz" in err
+    assert "1 unknown id(s), e.g. zzz" in err and "missing" not in err
     write(preds, '{"q1": 3}')
     err = run_score(capsys, "squad1", "--data", gold, "--predictions", preds)[2]
     assert "value for 'q1' is 3, expected an answer string" in err
+
+
+def test_squad_v1_partial_predictions_score_missing_answers_0(tmp_path, capsys):
+    """As evaluate-v1.1.py: an unanswered question scores 0 and still counts (a note on stderr)."""
+    gold = write(tmp_path / "dev.json", json.dumps(SQUAD_GOLD))
+    preds = write(tmp_path / "pred.json", json.dumps({"q1": "Eiffel tower!", "q4": "a lattice"}))
+    code, result, err = run_score(capsys, "squad1", "--data", gold, "--predictions", preds)
+    assert code == 0
+    # by hand: q1 exact 1, f1 1; q4 exact 0, f1 2/3; q2, q3 missing: 0 -> over 4 questions
+    assert result == {"exact": pytest.approx(25.0), "f1": pytest.approx(100 * (1 + 2 / 3) / 4), "missing": 2}
+    assert err.count("\n") == 1 and "no answer for 2 question(s)" in err and "score 0" in err
+    complete = write(tmp_path / "all.json", json.dumps({"q1": "x", "q2": "x", "q3": "x", "q4": "x"}))
+    code, result, err = run_score(capsys, "squad1", "--data", gold, "--predictions", complete)
+    assert result["missing"] == 0 and err == ""
+
+
+def test_squad_v2_partial_predictions_score_missing_answers_0(tmp_path, capsys):
+    """evaluate-v2.0.py stops (KeyError) on such a file; bertbench applies v1.1's rule to v2.0."""
+    gold = TEST_DATA / "tasks" / "squad" / "dev-v2.0.json"  # dv2q1, dv2q3 answerable; dv2q2, dv2q4 not
+    preds = write(tmp_path / "pred.json", json.dumps({"dv2q1": "Warsaw", "dv2q4": ""}))
+    na = write(tmp_path / "na.json", json.dumps({"dv2q1": 0.1, "dv2q4": 0.9}))
+    code, result, err = run_score(capsys, "squad2", "--data", gold, "--predictions", preds, "--na-prob", na)
+    assert code == 0 and "no answer for 2 question(s)" in err
+    # by hand: q1 right (1), q4 right no-answer (1), q2 and q3 missing (0): 2 of 4
+    assert (result["exact"], result["f1"], result["total"], result["missing"]) == (50.0, 50.0, 4, 2)
+    assert (result["HasAns_exact"], result["HasAns_total"]) == (50.0, 2)  # q1 1, q3 0
+    assert (result["NoAns_exact"], result["NoAns_total"]) == (50.0, 2)  # q4 1, q2 0
+    # sweep: start 1 (q4 answered ""), q1 at 0.1 -> 2, q4 at 0.9 -> +0: best 2 of 4 at 0.1
+    assert (result["best_exact"], result["best_exact_thresh"]) == (50.0, 0.1)
+    write(na, json.dumps({"dv2q4": 0.9}))  # an answered question without a na-prob: error
+    code, _, err = run_score(capsys, "squad2", "--data", gold, "--predictions", preds, "--na-prob", na)
+    assert code == 1 and "1 gold question(s) missing, e.g. dv2q1" in err
 
 
 def test_glue_mrpc_on_the_sample_dev(tmp_path, capsys):

@@ -15,9 +15,10 @@ from reference_tokenization import BasicTokenizer, FullTokenizer  # noqa: E402
 from bertbench.cli import main  # noqa: E402
 from bertbench.errors import BertbenchError  # noqa: E402
 from bertbench.text.tokenizer import WordPieceTokenizer  # noqa: E402
-from bertbench.text.vocab import RESERVED, learn_vocabulary, task_texts, write_vocab  # noqa: E402
+from bertbench.text.vocab import RESERVED, corpus_texts, learn_vocabulary, task_texts, trim_vocabulary, write_vocab  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "bertbench/data/sample"
+WIKI_SHARD = Path(__file__).resolve().parents[2] / "shared/data/corpus/enwiki_wikiextractor_2015/AA/wiki_00.gz"
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +77,44 @@ def test_learning_is_deterministic_across_hash_seeds(learned, lines, tmp_path):
     assert proc.stdout.splitlines() == learned[True]
 
 
+def test_overshooting_learner_is_trimmed_to_size_keeping_the_most_frequent():
+    """300 words seen 3 times each: every piece has count 3, so no count threshold gives fewer than
+    321 tokens and the learner overshoots any smaller size; the result is cut, not refused."""
+    words = [a + b + c + d for a in "abcdefgh" for b in "abcdefgh" for c in "abcdefgh" for d in "abcdefgh"][:300]
+    texts = [" ".join(words)] * 3
+    vocab = learn_vocabulary(texts, 100)
+    assert len(vocab) == 100 and vocab[:5] == list(RESERVED) and len(set(vocab)) == 100
+    assert set("abcdefgh") | {"##" + c for c in "abcdefgh"} <= set(vocab)  # no text becomes [UNK]
+    # the learner's own ranking (count, then alphabetical) decides which pieces stay
+    full = learn_vocabulary(texts, 400)
+    assert len(full) == 321 and vocab == [t for t in full if t in set(vocab)]
+    pieces = lambda v: [t for t in v[5:] if len(t.removeprefix("##")) > 1]  # noqa: E731
+    assert pieces(vocab) == pieces(full)[:100 - 5 - 16]
+
+
+def test_trim_keeps_the_most_frequent_characters_when_they_alone_overflow():
+    vocab = list(RESERVED) + ["a", "b", "c", "##a", "##b", "##c", "ab"]
+    counts = {"aaa": 5, "bb": 1, "c": 2}  # characters: a 15, b 2, c 2
+    trimmed = trim_vocabulary(vocab, 9, list(RESERVED), counts)
+    assert trimmed == list(RESERVED) + ["a", "b", "##a", "##b"]  # ties broken alphabetically
+    assert trim_vocabulary(vocab, 20, list(RESERVED), counts) == vocab
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not WIKI_SHARD.is_file(), reason=f"real Wikipedia shard not available ({WIKI_SHARD})")
+def test_cli_on_a_real_wikipedia_shard_slice_trims_the_overshoot(tmp_path):
+    """60 paragraphs of a real shard at size 800: the learner returns 1,031 tokens (it crashed the
+    command before); the file holds exactly 800 and tokenizes that text without [UNK]."""
+    out = tmp_path / "vocab.txt"
+    assert main(["vocab", "--corpus", str(WIKI_SHARD), "--max-lines", "60", "--size", "800",
+                 "--out", str(out)]) == 0
+    vocab = out.read_text(encoding="utf-8").splitlines()
+    assert len(vocab) == 800 and vocab[:5] == list(RESERVED) and len(set(vocab)) == 800
+    tokenizer = WordPieceTokenizer(out, lowercase=True)
+    ids = tokenizer.tokenize(corpus_texts([WIKI_SHARD], max_lines=60))
+    assert "[UNK]" not in tokenizer.id_to_token([i for line in ids for i in line])
+
+
 def test_size_too_small_and_empty_text_are_user_errors():
     with pytest.raises(BertbenchError, match="leaves no room"):
         learn_vocabulary(["some text"], 5)
@@ -101,7 +140,7 @@ def test_cli_missing_corpus_is_one_line_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bertbench", "vocab", "--corpus",
                            str(tmp_path / "nope.txt"), "--out", str(tmp_path / "v.txt")],
                           capture_output=True, text=True)
-    assert proc.returncode == 1
+    assert proc.returncode == BertbenchError.exit_code
     assert proc.stderr.strip().splitlines()[-1].startswith("bertbench: error: corpus not found")
     assert not (tmp_path / "v.txt").exists()
     with pytest.raises(BertbenchError, match="task data folder not found"):

@@ -9,19 +9,21 @@ from bertbench.text.tokenizer import load_tokenizer
 
 
 def add_arguments(parser):
-    parser.add_argument("--corpus", required=True, help="corpus file or folder, or 'sample'")
+    parser.add_argument("--corpus", required=True,
+                        help="text corpus file or folder (plain text, WikiText, WikiExtractor, .gz), or 'sample'")
     parser.add_argument("--vocab", default="sample", help="vocab.txt path, or 'sample' (bundled)")
     parser.add_argument("--out", required=True, help="output folder for the shards and summary.json")
     parser.add_argument("--objective", default="mlm+nsp", help="mlm+nsp (default), mlm, or ltr")
-    parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--max-seq-length", type=int, default=128, help="tokens per instance, [CLS]/[SEP] included")
     parser.add_argument("--dupe-factor", type=int, default=10, help="masked copies of the corpus")
-    parser.add_argument("--masked-lm-prob", type=float, default=0.15)
+    parser.add_argument("--masked-lm-prob", type=float, default=0.15, help="fraction of tokens chosen for prediction")
     parser.add_argument("--masking", default="0.8,0.1,0.1", help="MASK,SAME,RND fractions summing to 1")
-    parser.add_argument("--whole-word-masking", action="store_true")
-    parser.add_argument("--num-shards", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--whole-word-masking", action="store_true", help="mask every piece of a chosen word together")
+    parser.add_argument("--num-shards", type=int, default=1, help="TFRecord files to spread the instances over")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the instances, masks and shuffling")
     parser.add_argument("--cased", action="store_true", help="keep case (needs a cased vocabulary)")
-    parser.add_argument("--max-documents", type=int, default=None, help="read at most N documents")
+    parser.add_argument("--max-documents", type=int, default=None, metavar="N",
+                        help="read at most N documents (default: all)")
 
 
 def config(args):

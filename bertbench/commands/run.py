@@ -1,6 +1,7 @@
 """`run`: execute an experiment's plan (pretrain its variants, fine-tune, write records and tables), or
 print it with --dry-run."""
 
+import argparse
 from pathlib import Path
 
 from bertbench.backend import load_backend
@@ -31,8 +32,9 @@ def add_arguments(parser):
                              "<results>/runs, so a new --results folder re-measures everything)")
     parser.add_argument("--strategy", default="default", choices=STRATEGIES, help="tf.distribute strategy")
     parser.add_argument("--experiments", default=None, help="folder of experiment TOML files")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (it is drawn on a terminal only)")
     parser.add_argument("--backend", default=None, metavar="MODULE:NAME",
-                        help="executor replacing real pretraining/fine-tuning (tests, custom schedulers)")
+                        help=argparse.SUPPRESS)  # a test hook (executor replacing real runs): hidden
 
 
 def _split(values):
@@ -63,5 +65,6 @@ def main(args):
     counts = run_experiment(args.experiment, args.scale, seeds=args.seeds, data_dir=args.data_dir, only=only,
                             columns=columns, baseline=args.baseline, shard=args.shard, results=args.results,
                             runs=args.runs, strategy=args.strategy, backend=load_backend(args.backend),
-                            experiments=args.experiments, pretrain_seeds=args.pretrain_seeds)
+                            experiments=args.experiments, pretrain_seeds=args.pretrain_seeds,
+                            progress=False if args.quiet else None)
     return 1 if counts["failed"] or counts["skipped"] else 0

@@ -1,9 +1,12 @@
 """`bertbench score TASK --data GOLD --predictions PRED [--na-prob FILE]`: official metrics of files.
 
-Prints one JSON object of metrics (percentages); formats: bertbench.evaluation.score.
+Prints one JSON object of metrics (percentages); formats: bertbench.evaluation.score. A SQuAD file
+may answer only part of the questions: as evaluate-v1.1.py, the others score 0 and still count;
+their number is `missing` in the output and a note on stderr says so.
 """
 
 import json
+import sys
 
 from bertbench.evaluation.score import score_files
 
@@ -21,5 +24,8 @@ def add_arguments(parser):
 
 def main(args):
     result = score_files(args.task, args.data, args.predictions, args.na_prob, args.na_prob_thresh)
+    if result.get("missing"):
+        print(f"bertbench: note: {args.predictions} has no answer for {result['missing']} question(s) of "
+              f"{args.data}; they score 0 (as in evaluate-v1.1.py)", file=sys.stderr)
     print(json.dumps(result, indent=2))
     return 0

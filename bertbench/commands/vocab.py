@@ -10,12 +10,12 @@ def add_arguments(parser):
                              "repeat to combine; 'sample' is the bundled corpus")
     parser.add_argument("--task-data", metavar="DIR",
                         help="also learn from the train splits under this data root "
-                             "(glue/, squad/, conll2003/); 'sample' is the bundled one")
+                             "(glue/, squad/, conll2003/); 'sample' is the bundled one (default: none)")
     parser.add_argument("--size", type=int, default=8192, help="maximum vocabulary size")
     parser.add_argument("--out", required=True, help="vocabulary file to write (one token a line)")
-    parser.add_argument("--cased", action="store_true", help="keep case and accents")
+    parser.add_argument("--cased", action="store_true", help="keep case and accents (default: uncased)")
     parser.add_argument("--max-lines", type=int, default=None, metavar="N",
-                        help="read at most N corpus lines (paragraphs)")
+                        help="read at most N corpus lines (paragraphs) (default: all)")
 
 
 def main(args):

@@ -3,13 +3,16 @@
 Formats (the official ones, written by fine-tuning and read back by the task's kind):
   SQuAD (squad1, squad1_devsplit, squad2): GOLD is the dataset JSON, PRED a JSON object
     {question id: answer text} ("" = no answer, v2.0); --na-prob a JSON object {id: float}.
+    As evaluate-v1.1.py, PRED may answer only part of the questions: the others score 0 and still
+    count; the result's `missing` is their number (evaluate-v2.0.py itself stops on such a file;
+    squad2 follows v1.1's rule). An id the gold file lacks is an error.
   GLUE and SWAG: GOLD is the task's dev file (e.g. glue/MRPC/dev.tsv, swag/val.csv), PRED a TSV with
     header `index<TAB>prediction`, one row per gold example; labels as in the data ("1",
     "entailment", a float for STS-B, 0-3 for SWAG).
   CoNLL-2003: PRED is conlleval input (`word ... gold pred` per line, blank line between
     sentences; -DOCSTART- lines are boundaries); with --data, its words and gold chunks must match
     that CoNLL file.
-Ids or counts that do not match are a one-line error.
+Otherwise, ids or counts that do not match are a one-line error.
 """
 
 from bertbench.finetuning.kinds import kind_of

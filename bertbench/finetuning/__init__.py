@@ -7,5 +7,7 @@
     squad_windows.py     SQuAD sliding windows and n-best answers (span)
     prediction_files.py  the official prediction files the kinds share
     loop.py        finetune(): the run (the model is built in strategy.scope() there, once)
+    logs.py        progress bars and TensorBoard (train loss, dev metrics, HParams) of a run
+    submission.py  GLUE test predictions in the server's files; checking and zipping a set
     grid.py        the paper's grid x seeds, best point by mean over seeds
 """

@@ -16,21 +16,30 @@ the data (capped subsets, tf.data) from bertbench.finetuning.data. Grid search: 
 - Data come from `cfg.source`: "files" (standard layouts under data_dir) or "tfds" (prepared TFDS).
 - MNLI scores both dev splits: `metrics` holds dev_matched's values under the plain names and
   dev_mismatched's as `dev_mismatched_<name>`; `metrics_by_split` has both.
+- Progress: a step bar and a prediction bar (bertbench.progress) on a terminal when `verbose`.
+- TensorBoard (`out_dir/logs/`, as pretraining's): train/loss (mean of the last steps) and
+  train/learning_rate about LOG_POINTS times a run, and `<split>/<metric>` of each dev split at the
+  last step (bertbench.finetuning.logs).
+- `predict_test=True` (GLUE tasks): the test split(s) predicted too, written in the GLUE server's
+  files under `out_dir/test/` (bertbench.finetuning.submission), listed in the record's
+  `test_predictions`; the test files are read before training, so a missing one fails fast.
 - Idempotent: an existing out_dir/record.json is returned as is.
 """
 
 import json
 import math
+import shutil
 import time
 import warnings
 from pathlib import Path
 
 from bertbench.config import to_dict
-from bertbench.errors import ConfigError
+from bertbench.errors import BertbenchError, ConfigError
 from bertbench.files import write_json_atomic
 from bertbench.finetuning.data import load_split, make_dataset
 from bertbench.finetuning.init import prepare_init, restore_encoder
 from bertbench.finetuning.kinds import kind_of
+from bertbench.finetuning.submission import glue_test_sets, with_placeholder_labels
 from bertbench.model.strategy import get_strategy
 from bertbench.tasks import get_task
 
@@ -57,20 +66,23 @@ def build_model(spec, kind, init, cfg, num_steps, strategy):
     return model
 
 
-def finetune(finetune_cfg, init, out_dir, data_dir=None, strategy="default", model_cfg=None, vocab="sample"):
+def finetune(finetune_cfg, init, out_dir, data_dir=None, strategy="default", model_cfg=None, vocab="sample",
+             verbose=False, predict_test=False, diagnostic=None):
     """Fine-tune on finetune_cfg.task, score on dev, write predictions + record.json -> record.
 
     init: a checkpoint dir, or None with `model_cfg` (+ tokenizer `vocab`) for random init;
-    strategy: a bertbench.model.strategy name or a tf.distribute.Strategy.
+    strategy: a bertbench.model.strategy name or a tf.distribute.Strategy; verbose: progress bars
+    (on a terminal); predict_test: also the GLUE test files (`diagnostic`: the AX file for MNLI).
     """
     import keras
 
     out_dir = Path(out_dir)
     if (out_dir / "record.json").is_file():
-        return json.loads((out_dir / "record.json").read_text(encoding="utf-8"))
+        return _finished(out_dir, predict_test)
     cfg = finetune_cfg
     spec = get_task(cfg.task)
     kind = kind_of(spec)
+    tests, notes = glue_test_sets(spec, data_dir, cfg.source, diagnostic) if predict_test else ([], [])
     setup = prepare_init(init, model_cfg, vocab, cfg.lowercase)
     check_config(spec, kind, cfg, setup.model_cfg)
     keras.utils.set_random_seed(cfg.seed)
@@ -81,45 +93,96 @@ def finetune(finetune_cfg, init, out_dir, data_dir=None, strategy="default", mod
     num_steps = max(1, math.ceil(cfg.effective_epochs * len(train) / cfg.batch_size))
     strategy = get_strategy(strategy) if isinstance(strategy, str) else strategy
     model = build_model(spec, kind, setup, cfg, num_steps, strategy)
-    history, wall = _train(model, train, cfg, num_steps)
+    shutil.rmtree(out_dir / "logs", ignore_errors=True)  # an interrupted attempt's curve
+    history, wall, writer = _train(model, train, cfg, num_steps, out_dir / "logs", verbose)
     out_dir.mkdir(parents=True, exist_ok=True)
     by_split, paths, predicted = {}, {}, {}
     for split, (examples, indices) in evals.items():
         stem = out_dir / ("predictions" if len(evals) == 1 else f"predictions_{split}")
         by_split[split], paths[split], predicted[split] = evaluate_split(spec, kind, model, examples, indices,
-                                                                         setup, cfg, stem)
+                                                                         setup, cfg, stem, verbose)
+    _log_dev(writer, num_steps, by_split)
     trained = {"num_train_examples": len(train_examples), "num_train_features": len(train),
                "train_wall_time_s": wall, "steps": num_steps,
                "final_train_loss": float(history.history["loss"][-1])}
     record = _record(spec, cfg, setup, strategy, evals, by_split, paths, trained)
     first = spec.eval_splits[0]
     record.update(dev_statistics(spec, kind, train_examples, evals[first][0], predicted[first]))
+    if predict_test:
+        record["test_predictions"] = predict_tests(spec, kind, model, setup, cfg, tests, out_dir / "test",
+                                                   verbose)
+        record["test_notes"] = notes
     write_json_atomic(out_dir / "record.json", record)
     return record
 
 
-def _train(model, train, cfg, num_steps):
-    """`num_steps` steps over the seeded, reshuffled training set -> (Keras history, wall seconds)."""
+def _finished(out_dir, predict_test):
+    """The record of a finished run; asking a run finished without them for test predictions is an error."""
+    record = json.loads((out_dir / "record.json").read_text(encoding="utf-8"))
+    if predict_test and "test_predictions" not in record:
+        raise BertbenchError(f"{out_dir} holds a run finished without test predictions; pass another --out "
+                             f"(or remove that folder) to fine-tune again with --predict-test")
+    return record
+
+
+def _train(model, train, cfg, num_steps, logdir, verbose):
+    """`num_steps` steps over the seeded, reshuffled training set -> (Keras history, wall seconds,
+    the TensorBoard writer of `logdir`)."""
+    from bertbench.finetuning.logs import TrainMonitor
+
+    monitor = TrainMonitor(num_steps, logdir, label=f"finetune {cfg.task}", verbose=verbose)
     start = time.time()
     with warnings.catch_warnings():  # span/tagging/BiLSTM heads do not use the [CLS] pooler: expected
         warnings.filterwarnings("ignore", message=r"Gradients do not exist for variables "
                                 r"\['pooled_dense/kernel', 'pooled_dense/bias'\]")
         history = model.fit(make_dataset(train, cfg.batch_size, training=True, seed=cfg.seed),
-                            epochs=1, steps_per_epoch=num_steps, shuffle=False, verbose=0)
-    return history, time.time() - start
+                            epochs=1, steps_per_epoch=num_steps, shuffle=False, verbose=0,
+                            callbacks=[monitor])
+    return history, time.time() - start, monitor.writer
 
 
-def evaluate_split(spec, kind, model, examples, indices, init, cfg, stem):
+def _log_dev(writer, step, by_split):
+    """Every dev split's metrics in TensorBoard as `<split>/<metric>` at the last step."""
+    from bertbench.finetuning.logs import write_scalars
+
+    write_scalars(writer, step, {f"{split}/{name}": value for split, values in by_split.items()
+                                 for name, value in values.items()})
+
+
+def predict(model, encoded, cfg, label, verbose):
+    """Logits of every row of `encoded` (batches of 2 x batch_size), with a bar when verbose."""
+    from bertbench.finetuning.logs import PredictMonitor
+
+    batch = 2 * cfg.batch_size
+    monitor = PredictMonitor(math.ceil(len(encoded) / batch), label=label, verbose=verbose)
+    return model.predict(make_dataset(encoded, batch, training=False), verbose=0, callbacks=[monitor])
+
+
+def evaluate_split(spec, kind, model, examples, indices, init, cfg, stem, verbose=False):
     """Predict a whole dev split, write its official prediction file, score it once.
 
     `indices` are the examples' positions in the split's file.
     Returns (metrics, prediction path, predictions).
     """
     encoded = kind.encode(spec, examples, init.tokenizer, cfg)
-    logits = model.predict(make_dataset(encoded, 2 * cfg.batch_size, training=False), verbose=0)
+    split = Path(stem).name.partition("_")[2] or "dev"  # predictions[_<split>]
+    logits = predict(model, encoded, cfg, f"predict {spec.name} {split}", verbose)
     predictions = kind.predict(spec, examples, encoded, logits, cfg)
     path = kind.write_predictions(stem, examples, indices, predictions)
     return kind.score(spec, examples, predictions), path, predictions
+
+
+def predict_tests(spec, kind, model, init, cfg, tests, folder, verbose=False):
+    """Predict each unlabelled test set [(file stem, examples)] into `folder/<stem>.tsv`, the GLUE
+    server's layout (row i = the test file's index i) -> {file name: path}."""
+    paths = {}
+    for stem, examples in tests:
+        encoded = kind.encode(spec, with_placeholder_labels(spec, examples), init.tokenizer, cfg)
+        logits = predict(model, encoded, cfg, f"predict {stem} test", verbose)
+        predictions = kind.predict(spec, examples, encoded, logits, cfg)
+        path = kind.write_predictions(folder / stem, examples, range(len(examples)), predictions)
+        paths[path.name] = str(path)
+    return paths
 
 
 def dev_statistics(spec, kind, train_examples, examples, predictions):

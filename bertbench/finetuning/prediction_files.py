@@ -80,9 +80,10 @@ def read_json_map(path, kind, what):
     return {qid: kind(value) for qid, value in data.items()}
 
 
-def check_ids(gold_ids, found, path):
-    """Every gold question id, and no other, must be a key of `found` (read from `path`)."""
-    missing = sorted(gold_ids - set(found))
+def check_ids(gold_ids, found, path, required=None):
+    """The keys of `found` (read from `path`) must be gold question ids, and include every id of
+    `required` (default: every gold id)."""
+    missing = sorted((gold_ids if required is None else required) - set(found))
     extra = sorted(set(found) - gold_ids)
     if missing or extra:
         parts = ([f"{len(missing)} gold question(s) missing, e.g. {missing[0]}"] if missing else []) + \

@@ -40,6 +40,7 @@ class Answers:
     na_prob_thresh: float = 1.0  # official: answer "" when na_prob > this
     tuned: dict = dataclasses.field(default_factory=dict)  # v2.0 fine-tuning: reported with the metrics
     null_odds: dict = None  # {qid: null - best non-null score}, written beside the predictions
+    missing: tuple = None  # read from a file: the gold questions it has no answer for (they score 0)
 
 
 def encode(spec, examples, tokenizer, cfg):
@@ -118,26 +119,64 @@ def write_predictions(stem, examples, indices, predictions):
 
 
 def read_predictions(spec, path, gold, na_prob=None, na_prob_thresh=1.0, **options):
-    """The gold questions and the answers of a JSON predictions file (+ an optional na-prob file)."""
+    """The gold questions and the answers of a JSON predictions file (+ an optional na-prob file).
+
+    As evaluate-v1.1.py, a file may answer only part of the questions: the others score 0 and still
+    count (`Answers.missing`; `bertbench score` reports their number). An id the gold file lacks is an
+    error, and a na-prob file must cover every answered question.
+    """
     examples = spec.read_gold(require_gold(spec, gold))
     qids = {ex.qid for ex in examples}
     texts = read_json_map(path, str, "an answer string")
-    check_ids(qids, texts, path)
+    check_ids(qids, texts, path, required=set())
     probs = None
     if na_prob:
         probs = read_json_map(require_file(na_prob, "na-prob file", tfds=False), float, "a number")
-        check_ids(qids, probs, na_prob)
-    return examples, Answers(texts, probs, na_prob_thresh)
+        check_ids(qids, probs, na_prob, required=set(texts))
+    missing = tuple(ex.qid for ex in examples if ex.qid not in texts)
+    return examples, Answers(texts, probs, na_prob_thresh, missing=missing)
 
 
 def score(spec, examples, predictions):
-    """Official v1.1 or v2.0 metrics of `predictions` (Answers), plus what fine-tuning tuned on dev."""
+    """Official v1.1 or v2.0 metrics of `predictions` (Answers), plus what fine-tuning tuned on dev;
+    for a file, `missing`: the number of questions it does not answer (scored 0)."""
     golds = gold_answers(examples)
     if squad_version(spec.name) == "2.0":
-        result = metrics.squad_v2(golds, predictions.texts, predictions.na_probs, predictions.na_prob_thresh)
+        result = squad_v2_partial(golds, predictions)
     else:
-        result = metrics.squad_v1(golds, predictions.texts)
+        result = metrics.squad_v1(golds, predictions.texts)  # a missing answer scores 0 there
+    if predictions.missing is not None:
+        result["missing"] = len(predictions.missing)
     return {**result, **predictions.tuned}
+
+
+def squad_v2_partial(golds, predictions):
+    """evaluate-v2.0.py's metrics where every question without an answer scores 0 (the rule of
+    evaluate-v1.1.py; v2.0's own script stops with a KeyError on such a file).
+
+    The official metrics of the answered questions, rescaled: each is a mean over a set of questions
+    (all, HasAns, NoAns; the best-threshold sweeps too, as 0 is added at every threshold), so with 0
+    for the others it is the answered mean x answered / all of that set.
+    """
+    answered = {q: a for q, a in golds.items() if q in predictions.texts}
+    if len(answered) == len(golds):
+        return metrics.squad_v2(golds, predictions.texts, predictions.na_probs, predictions.na_prob_thresh)
+    result = (metrics.squad_v2(answered, predictions.texts, predictions.na_probs, predictions.na_prob_thresh)
+              if answered else {})
+    out = {"exact": result.get("exact", 0.0) * len(answered) / len(golds),
+           "f1": result.get("f1", 0.0) * len(answered) / len(golds), "total": len(golds)}
+    for prefix, wanted in (("HasAns", True), ("NoAns", False)):
+        every = [q for q, answers in golds.items() if bool(answers) == wanted]
+        if every:
+            share = sum(1 for q in every if q in answered) / len(every)
+            out[f"{prefix}_exact"] = result.get(f"{prefix}_exact", 0.0) * share
+            out[f"{prefix}_f1"] = result.get(f"{prefix}_f1", 0.0) * share
+            out[f"{prefix}_total"] = len(every)
+    if predictions.na_probs is not None:
+        for name in ("best_exact", "best_f1"):
+            out[name] = result.get(name, 0.0) * len(answered) / len(golds)
+            out[f"{name}_thresh"] = result.get(f"{name}_thresh", 0.0)
+    return out
 
 
 def example_rows(spec, examples, predictions):

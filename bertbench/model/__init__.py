@@ -4,7 +4,8 @@
     encoder.py          BertEncoder from keras-hub layers (token/segment/position embeddings, post-LN)
     heads.py            layers the fine-tuning heads share (pooling, BiLSTMs, feature mixes)
     checkpoint.py       bertbench's encoder checkpoint directory (save, load)
-    convert.py          keras-hub transfer both ways; Hugging Face and google-research TF1 imports
+    convert.py          keras-hub transfer both ways; keras-hub preset, Hugging Face and google-research TF1 imports
+    export.py           encoders out to keras-hub preset and Hugging Face folders (`export`)
     optimization.py     AdamW with warmup + linear decay (google-research/bert optimization.py)
     strategy.py         tf.distribute strategies by name, one per name per process
     presets.py          the model presets' sizes and parameter counts (`models`)

@@ -1,24 +1,28 @@
-"""Encoder checkpoints: bertbench's own directory format (other formats: bertbench.model.convert).
+"""Encoder checkpoints: bertbench's own directory format, and the one door every format comes in by.
 
 A bertbench encoder checkpoint is a directory:
     bertbench_encoder.json  {"format", "version", "model": to_dict(ModelConfig), "lowercase", "extra"}
     encoder.weights.h5      BertEncoder.save_weights
     vocab.txt               the WordPiece vocabulary the token ids refer to
-`load_encoder` also reads a Hugging Face-layout BERT directory (config.json, model.safetensors,
-vocab.txt; no PyTorch needed) or a google-research/bert release (bert_config.json,
-bert_model.ckpt.*, vocab.txt).
+`load_encoder` also reads (bertbench.model.convert) a keras-hub preset folder
+(`BertBackbone.save_to_preset` + its tokenizer), a Hugging Face-layout BERT directory (config.json,
+model.safetensors, vocab.txt; no PyTorch needed) and a google-research/bert TF1 release
+(bert_config.json, bert_model.ckpt.*, vocab.txt). Nothing is downloaded: a hub name such as
+`bert-base-uncased` gets a message saying how to fetch the folder first (`find_checkpoint`).
 """
 
 import dataclasses
 import json
 import os
+import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from bertbench.config import ModelConfig, from_dict, to_dict
 from bertbench.errors import BertbenchError
-from bertbench.model.convert import VOCAB_FILE, is_converted_dir, load_converted
+from bertbench.files import make_temp_dir
+from bertbench.model.convert import (VOCAB_FILE, is_converted_dir, is_keras_hub_preset, load_converted,
+                                     load_keras_hub_preset, model_config_of)
 
 CONFIG_FILE = "bertbench_encoder.json"
 WEIGHTS_FILE = "encoder.weights.h5"
@@ -31,12 +35,7 @@ class LoadedEncoder:
     model_cfg: ModelConfig
     vocab_path: Path
     lowercase: bool
-    source: str  # "bertbench", "huggingface" or "google-research"
-
-
-def model_config_of(encoder):
-    """The ModelConfig a BertEncoder was built with (ModelConfig's fields are the encoder's)."""
-    return ModelConfig(**{field.name: getattr(encoder, field.name) for field in dataclasses.fields(ModelConfig)})
+    source: str  # "bertbench", "keras-hub", "huggingface" or "google-research"
 
 
 # ------------------------------------------------------------------------------------------
@@ -58,8 +57,7 @@ def save_encoder(encoder, model_cfg, out_dir, vocab_path, lowercase, extra=None)
                              f"to at least {vocab_lines}")
     meta = {"format": "bertbench_encoder", "version": FORMAT_VERSION, "model": to_dict(model_cfg),
             "lowercase": bool(lowercase), "extra": extra or {}}
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp = make_temp_dir(out_dir.parent, prefix=f".{out_dir.name}.tmp-")  # usual modes, not mkdtemp's 0700
     try:
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n",
                                        encoding="utf-8")
@@ -105,15 +103,52 @@ def _load_bertbench(path):
     return LoadedEncoder(encoder, model_cfg, path / VOCAB_FILE, lowercase, "bertbench")
 
 
+# What `--init` takes, for the commands' help texts.
+INIT_HELP = ("encoder checkpoint folder: bertbench (pretrain's <out>/encoder, with bertbench_encoder.json), "
+             "keras-hub preset (BertBackbone.save_to_preset + BertTokenizer.save_to_preset), Hugging Face "
+             "(config.json + model.safetensors + vocab.txt) or google-research/bert TF1 (bert_config.json + "
+             "bert_model.ckpt.* + vocab.txt); hub names are not downloaded")
+_HUB_NAME = re.compile(r"(hf|kaggle)://[\w./-]+|[A-Za-z0-9][\w.-]*(/[\w.-]+)?")  # name or org/name
+
+
+def _fetch_hint(name):
+    """How to download the hub model `name` into a folder that --init takes."""
+    local = name.rstrip("/").split("/")[-1]
+    if name.startswith("kaggle://") or ("_" in name and "-" not in name and "/" not in name):
+        return (f"with keras-hub where there is network: keras_hub.models.BertBackbone.from_preset('{name}')"
+                f".save_to_preset('{local}') and the same with keras_hub.models.BertTokenizer, then pass "
+                f"--init {local}")
+    name = name.removeprefix("hf://")
+    return (f"with `huggingface-cli download {name} --local-dir {local}` where there is network (the folder "
+            f"needs model.safetensors), then pass --init {local}")
+
+
+def find_checkpoint(path):
+    """`path` as an existing folder; a missing one is a one-line error (with a download hint for a
+    model hub name such as bert-base-uncased: bertbench never downloads)."""
+    folder = Path(path).expanduser()
+    if folder.is_dir():
+        return folder
+    if folder.exists():
+        raise BertbenchError(f"encoder checkpoint {path} is a file; pass its folder")
+    if _HUB_NAME.fullmatch(str(path)) and not str(path).startswith("."):
+        raise BertbenchError(f"encoder checkpoint folder not found: {path}; if '{path}' is a model hub name, "
+                             f"bertbench does not download it: fetch it {_fetch_hint(str(path))}")
+    raise BertbenchError(f"encoder checkpoint folder not found: {path}; pass a folder written by bertbench "
+                         f"(pretrain's <out>/encoder), a keras-hub preset, or a Hugging Face or "
+                         f"google-research/bert BERT folder")
+
+
 def load_encoder(path):
-    """Load a bertbench checkpoint dir, a Hugging Face BERT dir, or a google-research/bert dir."""
-    path = Path(path).expanduser()
-    if not path.is_dir():
-        raise BertbenchError(f"encoder checkpoint directory not found: {path}; pass a folder written "
-                             f"by bertbench (with {CONFIG_FILE}) or a Hugging Face BERT folder")
+    """Load a bertbench checkpoint, a keras-hub preset, a Hugging Face or a google-research/bert folder."""
+    path = find_checkpoint(path)
     if (path / CONFIG_FILE).is_file():
         return _load_bertbench(path)
+    if is_keras_hub_preset(path):
+        return LoadedEncoder(*load_keras_hub_preset(path))
     if is_converted_dir(path):
         return LoadedEncoder(*load_converted(path))
-    raise BertbenchError(f"{path} is not an encoder checkpoint: expected {CONFIG_FILE} (bertbench) or "
-                         f"config.json + model.safetensors + vocab.txt (Hugging Face)")
+    raise BertbenchError(f"{path} is not an encoder checkpoint: expected {CONFIG_FILE} (bertbench), "
+                         f"config.json + model.weights.h5 (keras-hub preset), config.json + "
+                         f"model.safetensors + vocab.txt (Hugging Face) or bert_config.json + "
+                         f"bert_model.ckpt.* (google-research/bert)")

@@ -1,9 +1,13 @@
-"""Encoders from other formats: keras-hub transfer (both ways), Hugging Face BERT folders
-(config.json + model.safetensors + vocab.txt, no PyTorch needed) and google-research/bert releases
-(bert_config.json + bert_model.ckpt.* + vocab.txt). `bertbench.model.checkpoint.load_encoder` calls
-`load_converted` for the last two; bertbench's own checkpoint format lives there.
+"""Encoders from other formats: keras-hub transfer (both ways), keras-hub preset folders
+(`BertBackbone.save_to_preset`: config.json + model.weights.h5, and the tokenizer's
+assets/tokenizer/vocabulary.txt), Hugging Face BERT folders (config.json + model.safetensors +
+vocab.txt, no PyTorch needed) and google-research/bert releases (bert_config.json +
+bert_model.ckpt.* + vocab.txt). `bertbench.model.checkpoint.load_encoder` calls
+`load_keras_hub_preset` and `load_converted`; bertbench's own checkpoint format lives there, the
+way back out (export) in bertbench.model.export.
 """
 
+import dataclasses
 import inspect
 import json
 import warnings
@@ -17,9 +21,23 @@ HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_approximate", "gelu_fast": "
                   "gelu_pytorch_tanh": "gelu_approximate"}
 
 
+def model_config_of(encoder):
+    """The ModelConfig a BertEncoder was built with (ModelConfig's fields are the encoder's)."""
+    return ModelConfig(**{field.name: getattr(encoder, field.name) for field in dataclasses.fields(ModelConfig)})
+
+
 def is_converted_dir(path):
     """Does `path` look like a Hugging Face or google-research/bert BERT folder?"""
     return (path / "config.json").is_file() or (path / "bert_config.json").is_file()
+
+
+def is_keras_hub_preset(path):
+    """Does `path` hold a keras-hub preset (its config.json is a serialized Keras object)?"""
+    try:
+        data = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and "class_name" in data and "config" in data
 
 
 # ------------------------------------------------------------------------------------------
@@ -37,22 +55,23 @@ def keras_hub_kwargs(source):
     return {name: getattr(source, name) for name in shared}
 
 
-def _weighted_layer_names(num_layers):
+def weighted_layer_names(num_layers):
     return (["token_embedding", "position_embedding", "segment_embedding", "embeddings_layer_norm"]
             + [f"transformer_layer_{i}" for i in range(num_layers)] + ["pooled_dense"])
 
 
 def _copy_weights(src, dst, num_layers):
-    for name in _weighted_layer_names(num_layers):
+    for name in weighted_layer_names(num_layers):
         dst.get_layer(name).set_weights(src.get_layer(name).get_weights())
 
 
-def to_keras_hub(encoder):
+def to_keras_hub(encoder, exact=True):
     """A keras_hub.models.BertBackbone with the encoder's weights and the same outputs.
 
     BertBackbone hard-codes tanh GELU and LayerNorm epsilon 1e-12; for an encoder with other
     values the returned backbone's layers are patched in memory (with a warning): its outputs
     match, but a keras-hub preset saved from it would reload with keras-hub's fixed choices.
+    exact=False: no patch, the backbone as `BertBackbone.from_preset` rebuilds it (for export).
     """
     import keras
     import keras_hub
@@ -62,7 +81,7 @@ def to_keras_hub(encoder):
                              "encoder can be converted")
     backbone = keras_hub.models.BertBackbone(**keras_hub_kwargs(encoder), dtype=encoder.dtype_policy)
     _copy_weights(encoder, backbone, encoder.num_layers)
-    if encoder.activation != "gelu_approximate" or encoder.layer_norm_epsilon != 1e-12:
+    if exact and (encoder.activation != "gelu_approximate" or encoder.layer_norm_epsilon != 1e-12):
         warnings.warn(f"keras-hub BertBackbone fixes tanh GELU and epsilon 1e-12; patched its layers "
                       f"in memory to activation={encoder.activation}, "
                       f"epsilon={encoder.layer_norm_epsilon} (not kept by its get_config)")
@@ -89,6 +108,29 @@ def from_keras_hub(backbone, activation="gelu_approximate", layer_norm_epsilon=1
     encoder = BertEncoder(**shared, activation=activation, layer_norm_epsilon=layer_norm_epsilon, **kwargs)
     _copy_weights(backbone, encoder, config["num_layers"])
     return encoder
+
+
+def load_keras_hub_preset(path):
+    """(encoder, model_cfg, vocab_path, lowercase, "keras-hub") of a BertBackbone preset folder.
+
+    BertBackbone computes tanh GELU with LayerNorm epsilon 1e-12: the encoder does the same.
+    """
+    import keras_hub
+
+    data = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    if data["class_name"] != "BertBackbone":
+        raise BertbenchError(f"{path} is a keras-hub preset of {data['class_name']}; only BertBackbone "
+                             f"presets can be loaded")
+    vocab_path = path / "assets" / "tokenizer" / "vocabulary.txt"
+    if not vocab_path.is_file():
+        raise BertbenchError(f"{path} is a keras-hub preset without a tokenizer ({vocab_path.relative_to(path)}); "
+                             f"save one there too: keras_hub.models.BertTokenizer(...).save_to_preset(DIR)")
+    lowercase = True
+    if (path / "tokenizer.json").is_file():
+        tokenizer = json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))
+        lowercase = bool(tokenizer.get("config", {}).get("lowercase", True))
+    encoder = from_keras_hub(keras_hub.models.BertBackbone.from_preset(str(path)))
+    return encoder, model_config_of(encoder), vocab_path, lowercase, "keras-hub"
 
 
 # ------------------------------------------------------------------------------------------
@@ -171,7 +213,7 @@ def _tf_checkpoint(path):
     return str(indexes[0])[: -len(".index")] if indexes else None
 
 
-def _google_names(num_layers):
+def google_names(num_layers):
     """(layer, weight index) -> google-research/bert variable name (kernels are [in, out])."""
     e = "bert/embeddings/"
     names = {("token_embedding", 0): e + "word_embeddings",
@@ -203,8 +245,8 @@ def _from_tf_checkpoint(prefix, model_cfg):
 
     reader = tf.train.load_checkpoint(prefix)
     encoder = build_encoder(model_cfg)
-    names = _google_names(model_cfg.num_layers)
-    for layer_name in _weighted_layer_names(model_cfg.num_layers):
+    names = google_names(model_cfg.num_layers)
+    for layer_name in weighted_layer_names(model_cfg.num_layers):
         layer = encoder.get_layer(layer_name)
         values = []
         for j, variable in enumerate(layer.weights):

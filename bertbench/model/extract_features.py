@@ -12,14 +12,13 @@ embeddings, which it does not expose.
 """
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from bertbench.errors import BertbenchError
+from bertbench.files import write_lines_atomic
 from bertbench.text.tokenizer import WordPieceTokenizer
 
 _PAIR = re.compile(r"^(.*) \|\|\| (.*)$")  # the original's split of "text_a ||| text_b"
@@ -89,18 +88,6 @@ def extract_features(loaded, examples, layers, max_seq_length=128, batch_size=8)
 
 
 def write_jsonl_atomic(records, out_path):
-    """Write records as JSON lines to a temp file beside `out_path`, then rename it over."""
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            count = 0
-            for record in records:
-                f.write(json.dumps(record) + "\n")
-                count += 1
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return count
+    """Write records as JSON lines to a temp file beside `out_path`, then rename it over (the file
+    gets the usual umask-based mode, bertbench.files); returns the number of records."""
+    return write_lines_atomic(out_path, (json.dumps(record) for record in records))

@@ -1,34 +1,69 @@
 """The one pretraining dataset builder: instances -> masks -> batches of (features, labels) for the loop.
 
-Its sources: tokenized documents (`bertbench.pretraining.inputs.PretrainingCorpus`) or the TFRecord
-shards of `pretrain-data` (`bertbench.pretraining.tfrecords`). Masking is static (fixed masks from
-numpy, `masking.mask_tokens`) or dynamic (fresh masks per batch inside tf.data,
-`masking.tf_mask_tokens`, keras-hub/RoBERTa style).
+Its sources: tokenized documents (`bertbench.pretraining.inputs.PretrainingCorpus`) or TFRecord
+shards (`bertbench.pretraining.tfrecords`: `pretrain-data`'s or google-research/bert's, detected by
+content). `pretraining_input` picks the source of a config's corpus. Masking is static (fixed masks
+from numpy, `masking.mask_tokens`, or as stored in the TFRecords) or dynamic (fresh masks per batch
+inside tf.data, `masking.tf_mask_tokens`, keras-hub/RoBERTa style).
 """
 
+from bertbench.errors import BertbenchError
+from bertbench.pretraining.inputs import PretrainingCorpus
 from bertbench.pretraining.instances import create_instances
 from bertbench.pretraining.masking import tf_mask_tokens
-from bertbench.pretraining.tfrecords import mask_instances, masking_spec_for, read_tfrecords
+from bertbench.pretraining.tfrecords import (mask_instances, masking_spec_for, open_tfrecords, read_tfrecords,
+                                             tfrecord_files)
+from bertbench.text.corpus import corpus_files
+
+
+def pretraining_input(cfg, tokenizer):
+    """(corpus, cfg) of a run: TFRecord shards in `cfg.corpus` give a checked `TFRecordCorpus` and the
+    config with their sequence length and predictions per sequence; text gives a `PretrainingCorpus`
+    (tokenized once, cached, with the held-out split of `cfg.heldout_fraction`)."""
+    records = tfrecord_files(corpus_files(cfg.corpus))
+    if records:
+        corpus = open_tfrecords(records, tokenizer, cfg.objective)
+        return corpus, corpus.adapt(cfg)
+    corpus = PretrainingCorpus(cfg.corpus, tokenizer, cfg.heldout_fraction, cfg.seed)
+    held, total = len(corpus.heldout_docs), len(corpus.heldout_docs) + len(corpus.train_docs)
+    if cfg.nsp and held == 1:
+        raise BertbenchError(f"the held-out split is 1 of the corpus's {total} documents "
+                             f"(pretrain.heldout_fraction={cfg.heldout_fraction}) and next-sentence "
+                             f"prediction needs 2; raise it (e.g. --set pretrain.heldout_fraction=0.05) "
+                             f"or set it to 0 for no held-out evaluation")
+    return corpus, cfg
 
 
 def train_dataset(corpus, cfg, seq_length, batch_size):
     """The endless, shuffled, dynamically (or statically) masked training stream of a corpus."""
-    return pretraining_dataset(cfg, corpus.tokenizer, documents=corpus.train_docs, batch_size=batch_size,
-                               seq_length=seq_length, seed=cfg.seed, repeat=True)
+    return pretraining_dataset(cfg, corpus.tokenizer, batch_size=batch_size, seq_length=seq_length, seed=cfg.seed,
+                               repeat=True, **_source(corpus))
 
 
 def heldout_dataset(corpus, cfg, seq_length, batch_size):
-    """One fixed pass over the held-out documents: fixed masks (seeded), no shuffling."""
-    return pretraining_dataset(cfg, corpus.tokenizer, documents=corpus.heldout_docs, batch_size=batch_size,
-                               seq_length=seq_length, seed=cfg.seed + 1, repeat=False, shuffle=False,
-                               drop_remainder=False)
+    """One fixed pass over the held-out documents: fixed masks (seeded), no shuffling. Empty when
+    there are none (TFRecord input, pretrain.heldout_fraction=0): the held-out metrics are then {}."""
+    held = getattr(corpus, "heldout_docs", [])
+    source = {"documents": held} if held else _source(corpus, head=True)
+    dataset = pretraining_dataset(cfg, corpus.tokenizer, batch_size=batch_size, seq_length=seq_length,
+                                  seed=cfg.seed + 1, repeat=False, shuffle=False, drop_remainder=False, **source)
+    return dataset if held else dataset.take(0)
+
+
+def _source(corpus, head=False):
+    """pretraining_dataset's source arguments for a corpus (head: a few documents, for an empty pass)."""
+    if hasattr(corpus, "train_docs"):
+        return {"documents": corpus.train_docs[:2] if head else corpus.train_docs}
+    return {"tfrecord_paths": corpus.paths, "tfrecord_features": corpus.features}
 
 
 def pretraining_dataset(pretrain_cfg, tokenizer, documents=None, tfrecord_paths=None, batch_size=None,
-                        seq_length=None, seed=None, repeat=True, shuffle=True, drop_remainder=True):
+                        seq_length=None, seed=None, repeat=True, shuffle=True, drop_remainder=True,
+                        tfrecord_features=None):
     """Batches of (features, labels) for the pretraining loop.
 
-    Source: `tfrecord_paths` (shards of `pretrain-data`), else `documents` (tokenized: lists of
+    Source: `tfrecord_paths` (shards of `pretrain-data` or google-research/bert; `tfrecord_features`:
+    the feature names to read, default all seven), else `documents` (tokenized: lists of
     sentences, each a sequence of ids; `PretrainingCorpus` reads and tokenizes the corpus).
     batch_size / seq_length / seed default to the config's batch_size / max_seq_length / seed.
 
@@ -56,7 +91,7 @@ def pretraining_dataset(pretrain_cfg, tokenizer, documents=None, tfrecord_paths=
     spec = masking_spec_for(tokenizer, cfg, seq_length)
     dynamic = cfg.dynamic_masking and cfg.objective != "ltr"
     if tfrecord_paths is not None:
-        ds = read_tfrecords(tfrecord_paths, seq_length, spec.max_predictions).map(_from_record)
+        ds = read_tfrecords(tfrecord_paths, seq_length, spec.max_predictions, tfrecord_features).map(_from_record)
         if shuffle:
             ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
         ds = ds.repeat() if repeat else ds
@@ -96,11 +131,13 @@ def _from_record(example):
     import tensorflow as tf
 
     cast = lambda key: tf.cast(example[key], tf.int32)  # noqa: E731
-    return {"token_ids": cast("input_ids"), "segment_ids": cast("segment_ids"),
-            "lengths": tf.reduce_sum(cast("input_mask")),
-            "next_sentence_labels": cast("next_sentence_labels")[0],
-            "masked_lm_positions": cast("masked_lm_positions"), "masked_lm_ids": cast("masked_lm_ids"),
-            "masked_lm_weights": example["masked_lm_weights"]}
+    out = {"token_ids": cast("input_ids"), "segment_ids": cast("segment_ids"),
+           "lengths": tf.reduce_sum(cast("input_mask")),
+           "masked_lm_positions": cast("masked_lm_positions"), "masked_lm_ids": cast("masked_lm_ids"),
+           "masked_lm_weights": example["masked_lm_weights"]}
+    if "next_sentence_labels" in example:  # not read for objectives without NSP
+        out["next_sentence_labels"] = cast("next_sentence_labels")[0]
+    return out
 
 
 def _batch_finisher(cfg, spec, seed, dynamic, pad_id):
@@ -113,7 +150,10 @@ def _batch_finisher(cfg, spec, seed, dynamic, pad_id):
         padding_mask = tf.cast(tf.range(seq)[None, :] < tf.cast(batch["lengths"], tf.int32)[:, None], tf.int32)
         features = {"segment_ids": tf.cast(batch["segment_ids"], tf.int32), "padding_mask": padding_mask}
         if cfg.objective == "ltr":
+            if "masked_lm_positions" in batch:  # masked TFRecords: the left-to-right LM reads the text
+                token_ids = _unmask(token_ids, batch)
             features["token_ids"] = token_ids
+            features["segment_ids"] = tf.zeros_like(token_ids)  # one segment (pairs in TFRecords too)
             next_ids = tf.concat([token_ids[:, 1:], tf.fill([tf.shape(token_ids)[0], 1], pad_id)], axis=1)
             next_weights = tf.concat([padding_mask[:, 1:], tf.zeros_like(padding_mask[:, :1])], axis=1)
             return features, {"next_token_ids": next_ids, "next_token_weights": tf.cast(next_weights, tf.float32)}

@@ -10,7 +10,6 @@ stop with a clear message on a non-finite loss (the last good checkpoint is kept
 import dataclasses
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -20,8 +19,8 @@ from bertbench.files import write_json_atomic
 from bertbench.model.checkpoint import save_encoder
 from bertbench.model.strategy import get_strategy
 from bertbench.pretraining.accounting import estimate_flops, phase_tokens, phases, step_tokens
-from bertbench.pretraining.dataset import heldout_dataset, train_dataset
-from bertbench.pretraining.inputs import PretrainingCorpus
+from bertbench.pretraining.dataset import heldout_dataset, pretraining_input, train_dataset
+from bertbench.progress import Progress
 from bertbench.text.tokenizer import load_tokenizer
 
 
@@ -107,7 +106,10 @@ class Trainer:
     def _distributed_train_step(self, batch):
         def step_fn(features, labels):
             grads, sums = self._grads(features, labels, self._global_counts(labels))
-            self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+            # Weights the objective does not reach (the pooler without NSP) get no gradient: leave
+            # them out (as Keras would, with a warning on every trace) so they are neither moved nor decayed.
+            self.optimizer.apply_gradients([(g, v) for g, v in zip(grads, self.model.trainable_variables)
+                                            if g is not None])
             return sums
 
         per_replica = self.strategy.run(step_fn, args=batch)
@@ -137,20 +139,22 @@ class Trainer:
 
 
 class _Progress:
-    """A progress line with step, loss and tokens/s (a bar on a terminal, plain lines in logs)."""
+    """The step bar (bertbench.progress: drawn on a terminal only, off with verbose=False), followed
+    by the latest loss / logged metrics and the tokens/s of this process."""
 
-    def __init__(self, total, verbose):
-        self.total, self.verbose, self.tty = total, verbose, sys.stdout.isatty()
-        self.start, self.tokens = time.perf_counter(), 0
+    def __init__(self, total, verbose, initial=0):
+        self.bar = Progress(total, label="pretrain", unit="step", initial=initial, enabled=verbose)
+        self.start, self.tokens, self.metrics = time.perf_counter(), 0, {}
 
     def update(self, step, tokens, metrics, force=False):
         self.tokens += tokens
-        if not self.verbose or not (force or self.tty):
-            return
+        self.metrics.update(metrics)
         rate = self.tokens / max(time.perf_counter() - self.start, 1e-9)
-        shown = " ".join(f"{k}={v:.3g}" if k == "learning_rate" else f"{k}={v:.4f}" for k, v in metrics.items())
-        end = "\r" if self.tty and not force else "\n"
-        print(f"step {step}/{self.total} {shown} tokens/s={rate:,.0f}", end=end, flush=True)
+        shown = " ".join(f"{k}={v:.3g}" if k == "learning_rate" else f"{k}={v:.4f}"
+                         for k, v in self.metrics.items())
+        self.bar.update(step - self.bar.done, postfix=f"{shown} tokens/s={rate:,.0f}")
+        if step >= self.bar.total:
+            self.bar.close()
 
 
 def pretrain(model_cfg, cfg, out_dir, strategy="default", export_at=(), verbose=True):
@@ -170,6 +174,7 @@ def pretrain(model_cfg, cfg, out_dir, strategy="default", export_at=(), verbose=
         return json.loads(summary_path.read_text())
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = load_tokenizer(cfg.vocab, cfg.lowercase)
+    corpus, cfg = pretraining_input(cfg, tokenizer)  # TFRecords fix the sequence length in cfg
     model_cfg = resolve_model_config(model_cfg, cfg, tokenizer.vocabulary_size)
     if max(seq for seq, _, _ in phases(cfg)) > model_cfg.max_sequence_length:
         raise ConfigError(f"sequence length {max(s for s, _, _ in phases(cfg))} exceeds "
@@ -178,7 +183,6 @@ def pretrain(model_cfg, cfg, out_dir, strategy="default", export_at=(), verbose=
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(cfg.precision)
     try:
-        corpus = PretrainingCorpus(cfg.corpus, tokenizer, cfg.heldout_fraction, cfg.seed)
         strategy_obj = get_strategy(strategy)
         trainer = Trainer(model_cfg, cfg, strategy_obj)
         summary = _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokenizer)
@@ -215,7 +219,7 @@ def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokeniz
         write_json_atomic(initial_path, trainer.evaluate(heldout) if step == 0 else {})
     writer = tf.summary.create_file_writer(str(out_dir / "logs"))
     _truncate_history(out_dir / "metrics.jsonl", step)
-    progress, window, started = _Progress(cfg.num_steps, verbose), {}, time.perf_counter()
+    progress, window, started = _Progress(cfg.num_steps, verbose, step), {}, time.perf_counter()
     resumed_from = step
     for phase, (seq, first, end) in enumerate(plan):
         while first <= step < end:

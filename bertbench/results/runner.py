@@ -26,6 +26,7 @@ from bertbench.experiments.schema import experiments_dir, load_experiment, load_
 from bertbench.experiments.shards import parse_shard, shard_plan
 from bertbench.pretraining.accounting import pretrain_tokens
 from bertbench.resources import resolve_data_dir
+from bertbench.progress import Progress
 from bertbench.results import records
 from bertbench.results.estimate import estimate_lines
 from bertbench.results.locks import RunLock
@@ -97,8 +98,10 @@ class Runner:
     """Runs one plan; `run()` returns counts {'ran', 'cached', 'reused', 'failed', 'skipped'}."""
 
     def __init__(self, plan, results="results", runs="runs", backend=None, strategy="default", data_dir=None,
-                 out=print, poll_s=1.0):
+                 out=print, poll_s=1.0, progress=None):
         self.plan, self.results, self.runs = plan, Path(results), Path(runs)
+        self.progress = progress  # the plan's bar: None = on a terminal only, False = never (--quiet)
+        self.bar = Progress(0, enabled=False)
         self.backend = backend or Backend()
         self.strategy, self.data_dir, self.out, self.poll_s = strategy, data_dir, out, poll_s
         self.records = records.records_dir(results, plan.experiment.name, plan.scale.name)
@@ -113,13 +116,26 @@ class Runner:
 
     def run(self):
         pending = list(self.plan.pretrains)
-        while pending:
-            waiting = [p for p in pending if not self._group(p)]
-            if len(waiting) == len(pending):
-                self.out(f"waiting for {len(waiting)} run(s) locked by another runner ...")
-                time.sleep(self.poll_s)
-            pending = waiting
+        total = len(self.plan.pretrains) + len(self.plan.finetunes)
+        with Progress(total, label="run", unit="run", enabled=self.progress) as self.bar:
+            while pending:
+                waiting = [p for p in pending if not self._group(p)]
+                if len(waiting) == len(pending):
+                    self.out(f"waiting for {len(waiting)} run(s) locked by another runner ...")
+                    time.sleep(self.poll_s)
+                pending = waiting
         return self.counts
+
+    def _settled(self, run_id):
+        """Mark a run settled (done, cached, reused, failed or skipped) and move the plan's bar."""
+        if run_id not in self.finished:
+            self.finished.add(run_id)
+            self.bar.update(1)
+
+    def _announce(self, text):
+        """Say what runs now: a line of output, and the bar's label ('run 7/23: ...')."""
+        self.out(text)
+        self.bar.set_label(f"run {len(self.finished) + 1}/{self.bar.total}: " + text.split(": ", 1)[-1])
 
     def _group(self, pre):
         """Finish pretraining `pre` and its fine-tuning runs; False while one is locked elsewhere."""
@@ -127,20 +143,21 @@ class Runner:
         todo = [f for f in members if finetune_state(f, self.records, self.runs) != "cached"]
         for f in members:
             if f not in todo:
-                self.finished.add(f.id)
+                self._settled(f.id)
                 self.counts["cached"] += 1
         if pre.id not in self.finished:
             state = self._pretrain(pre, needed=bool(todo))
             if state == "locked":
                 return False
-            self.finished.add(pre.id)
+            self._settled(pre.id)
             if state == "failed":
                 self.counts["skipped"] += len(todo)
-                self.finished.update(f.id for f in todo)
+                for f in todo:
+                    self._settled(f.id)
                 return True
         for ft in todo:
             if self._finetune(ft) != "locked":
-                self.finished.add(ft.id)
+                self._settled(ft.id)
         return all(f.id in self.finished for f in todo)
 
     def _locked_run(self, kind, run_id, run_path, execute):
@@ -184,7 +201,8 @@ class Runner:
         out_dir = self.pretrain_dir(pre.id)
 
         def execute():
-            self.out(f"pretraining {pre.id} ({pre.kind}, {pre.pretrain.num_steps:,} steps) -> {out_dir}")
+            self._announce(f"pretraining {pre.id}: {', '.join(self.plan.variants_of(pre.id))} ({pre.kind}, "
+                           f"{pre.pretrain.num_steps:,} steps) -> {out_dir}")
             out_dir.mkdir(parents=True, exist_ok=True)
             cfg = _materialize(pre.pretrain, self.data_dir)
             if pre.kind == "random_init":
@@ -214,14 +232,21 @@ class Runner:
             shutil.rmtree(out_dir, ignore_errors=True)  # fine-tuning reruns from scratch
             out_dir.mkdir(parents=True)
             init = self.pretrain_dir(ft.pretrain_id) / ft.init
-            self.out(f"fine-tuning {ft.id}: {ft.variant} / {ft.column} ({ft.task}) seed {ft.seed}")
+            self._announce(f"fine-tuning {ft.id}: {ft.variant} / {ft.column} ({ft.task}) seed {ft.seed}")
             return self.backend.finetune(ft.finetune, str(init), str(out_dir), str(self.data_dir),
                                          strategy=self.strategy)
 
         state, run = self._locked_run("finetune", ft.id, run_path, execute)
         if state == "locked":
             return state
-        files.write_json_atomic(self.records / f"{ft.id}.json", self._finetune_record(ft, run))
+        record = self._finetune_record(ft, run)
+        files.write_json_atomic(self.records / f"{ft.id}.json", record)
+        if state == "done" and hasattr(self.backend, "log_hparams"):  # TensorBoard's HParams tab
+            metric = record["main_metric"]
+            self.backend.log_hparams(run_path.parent / "logs", {
+                "variant": ft.variant, "column": ft.column, "task": ft.task, "seed": ft.seed,
+                "pretrain_seed": ft.pretrain_seed, **{k.split(".")[-1]: v for k, v in ft.grid.items()}},
+                {f"dev/{metric['name']}": metric["value"]} if metric["value"] is not None else {})
         return state
 
     def _finetune_record(self, ft, run):
@@ -322,12 +347,13 @@ def _pretrain_cost(pre):
 
 def run_experiment(experiment, scale="ci", *, seeds=None, data_dir=None, only=None, columns=None, baseline=False,
                    shard=None, results="results", runs="runs", strategy="default", backend=None,
-                   experiments=None, out=print, tables=True, pretrain_seeds=1):
+                   experiments=None, out=print, tables=True, pretrain_seeds=1, progress=None):
     """Plan, run, write records and tables; returns the Runner's counts."""
     plan = make_plan(experiment, scale, seeds=seeds, only=only, columns=columns, baseline=baseline,
                      data_dir=data_dir, shard=shard, experiments=experiments, pretrain_seeds=pretrain_seeds)
     data_path = data_root(plan.scale, data_dir)
-    counts = Runner(plan, results, runs, backend=backend, strategy=strategy, data_dir=data_path, out=out).run()
+    counts = Runner(plan, results, runs, backend=backend, strategy=strategy, data_dir=data_path, out=out,
+                    progress=progress).run()
     out(" ".join(f"{k}={v}" for k, v in counts.items()))
     if tables:
         out(write_tables(plan.experiment, plan.scale.name, results))

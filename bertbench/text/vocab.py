@@ -60,10 +60,33 @@ def learn_vocabulary(texts, size, lowercase=True, reserved=RESERVED, min_count=2
         raise BertbenchError("no words found to learn a vocabulary from; give a corpus with text")
     word_counts = sorted(counts.items(), key=lambda wc: (-wc[1], wc[0]))  # deterministic order
     vocab = learner.learn(word_counts, size, reserved, lower_thresh=min_count)
-    if vocab[:len(reserved)] != reserved or len(vocab) > size or len(set(vocab)) != len(vocab):
-        raise RuntimeError(f"WordPiece learner broke its contract (size {len(vocab)} > {size} or "
-                           f"reserved tokens not first or duplicates)")
-    return vocab
+    return trim_vocabulary(vocab, size, reserved, counts)
+
+
+def trim_vocabulary(vocab, size, reserved, word_counts):
+    """`vocab` cut to at most `size` tokens, keeping the most frequent.
+
+    The learner's binary search over a count threshold may end above the requested size (many
+    pieces share one count, so no threshold lands inside it). Its output is ordered reserved tokens,
+    the single characters, then the learned pieces by count (descending): we keep the reserved
+    tokens, every character with its '##' form (so no text becomes [UNK]), and the most frequent
+    pieces up to `size`. If even the characters do not fit, the most frequent characters are kept.
+    """
+    if len(vocab) <= size:
+        return vocab
+    budget = size - len(reserved)
+    chars = collections.Counter()
+    for word, count in word_counts.items():
+        for char in word:
+            chars[char] += count
+    alphabet = [t for t in vocab[len(reserved):] if len(t.removeprefix("##")) == 1]
+    if len(alphabet) > budget:  # the characters alone overflow: keep the most frequent, both forms
+        ranked = sorted(alphabet, key=lambda t: (-chars[t.removeprefix("##")], t.removeprefix("##"), t))
+        keep = set(ranked[:budget])
+    else:
+        pieces = [t for t in vocab[len(reserved):] if len(t.removeprefix("##")) != 1]
+        keep = set(alphabet) | set(pieces[:budget - len(alphabet)])
+    return list(reserved) + [t for t in vocab[len(reserved):] if t in keep]
 
 
 def write_vocab(vocab, out):
