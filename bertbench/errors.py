@@ -1,7 +1,7 @@
 """User-facing errors: one line that names the problem and the fix.
 
 Anything a user can cause (a path, a config value, a malformed data file, an unknown name) raises
-`BertbenchError`; the CLI prints its message on one line and exits non-zero. Tracebacks are for bugs.
+`BertbenchError`; the CLI prints its message on one line and exits 2 (1 is `check`'s regression). Tracebacks are for bugs.
 """
 
 import difflib
@@ -10,13 +10,11 @@ import difflib
 class BertbenchError(Exception):
     """An error the user can fix; `str(err)` is the whole one-line message."""
 
-    exit_code = 1
+    exit_code = 2  # every user error; 1 is reserved for `check` finding a regression
 
 
 class ConfigError(BertbenchError):
     """Invalid configuration: unknown key, wrong type, impossible combination."""
-
-    exit_code = 2
 
 
 def did_you_mean(name, choices):

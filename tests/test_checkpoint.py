@@ -124,7 +124,7 @@ def test_a_hub_name_says_how_to_download_it(name, hint, capsys):
     with pytest.raises(BertbenchError) as err:
         load_encoder(name)
     assert "\n" not in str(err.value) and hint in str(err.value) and "does not download" in str(err.value)
-    assert main(["finetune", "--task", "mrpc", "--init", name]) == 1
+    assert main(["finetune", "--task", "mrpc", "--init", name]) == 2
     assert hint in capsys.readouterr().err
 
 

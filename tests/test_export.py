@@ -121,7 +121,7 @@ def test_usage_errors_are_one_line(tmp_path, capsys):
     from bertbench.model.encoder import BertEncoder
 
     code, _, err = export(capsys, "bert-base-uncased", "--to", "huggingface", "--out", tmp_path / "x")
-    assert code == 1 and err.count("\n") == 1 and "huggingface-cli download bert-base-uncased" in err
+    assert code == 2 and err.count("\n") == 1 and "huggingface-cli download bert-base-uncased" in err
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["export", str(tmp_path), "--to", "onnx", "--out", str(tmp_path / "x")])
     assert exit_info.value.code == 2 and "invalid choice: 'onnx'" in capsys.readouterr().err
@@ -132,4 +132,4 @@ def test_usage_errors_are_one_line(tmp_path, capsys):
                  tmp_path / "vocab.txt", True)
     capsys.readouterr()
     code, _, err = export(capsys, tmp_path / "ltr", "--to", "keras-hub", "--out", tmp_path / "x")
-    assert code == 1 and "causal" in err and not (tmp_path / "x").exists()
+    assert code == 2 and "causal" in err and not (tmp_path / "x").exists()

@@ -447,9 +447,9 @@ def test_grid_picks_best_mean_over_seeds(tmp_path, monkeypatch):
 def test_cli_errors_are_one_line(tmp_path, capsys):
     from bertbench.cli import main
 
-    assert main(["finetune", "--task", "mrcp", "--random-init"]) == 1
-    assert main(["finetune", "--task", "mrpc", "--init", str(tmp_path / "missing")]) == 1
-    assert main(["finetune", "--task", "mrpc", "--random-init", "--data-dir", str(tmp_path / "no")]) == 1
+    assert main(["finetune", "--task", "mrcp", "--random-init"]) == 2
+    assert main(["finetune", "--task", "mrpc", "--init", str(tmp_path / "missing")]) == 2
+    assert main(["finetune", "--task", "mrpc", "--random-init", "--data-dir", str(tmp_path / "no")]) == 2
     assert main(["finetune", "--task", "mrpc", "--random-init", "--set", "finetune.learning_rat=1"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 4 and all(line.startswith("bertbench: error:") for line in lines)

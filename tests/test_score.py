@@ -61,7 +61,7 @@ def test_squad_unknown_ids_are_one_line_errors(tmp_path, capsys):
     gold = write(tmp_path / "dev.json", json.dumps(SQUAD_GOLD))
     preds = write(tmp_path / "pred.json", json.dumps({"q1": "a", "q2": "b", "zzz": "c"}))
     code, _, err = run_score(capsys, "squad1", "--data", gold, "--predictions", preds)
-    assert code == 1 and err.count("\n") == 1
+    assert code == 2 and err.count("\n") == 1
     assert "1 unknown id(s), e.g. zzz" in err and "missing" not in err
     write(preds, '{"q1": 3}')
     err = run_score(capsys, "squad1", "--data", gold, "--predictions", preds)[2]
@@ -97,7 +97,7 @@ def test_squad_v2_partial_predictions_score_missing_answers_0(tmp_path, capsys):
     assert (result["best_exact"], result["best_exact_thresh"]) == (50.0, 0.1)
     write(na, json.dumps({"dv2q4": 0.9}))  # an answered question without a na-prob: error
     code, _, err = run_score(capsys, "squad2", "--data", gold, "--predictions", preds, "--na-prob", na)
-    assert code == 1 and "1 gold question(s) missing, e.g. dv2q1" in err
+    assert code == 2 and "1 gold question(s) missing, e.g. dv2q1" in err
 
 
 def test_glue_mrpc_on_the_sample_dev(tmp_path, capsys):
@@ -133,7 +133,7 @@ def test_glue_rows_in_any_order(tmp_path, capsys, rte_gold):
 def test_glue_prediction_errors(tmp_path, capsys, rte_gold, body, message):
     preds = write(tmp_path / "RTE.tsv", body)
     code, _, err = run_score(capsys, "rte", "--data", rte_gold, "--predictions", preds)
-    assert code == 1 and message in err and err.count("\n") == 1
+    assert code == 2 and message in err and err.count("\n") == 1
 
 
 def test_stsb_and_swag(tmp_path, capsys):
@@ -188,14 +188,14 @@ def test_conll_against_gold_file(tmp_path, capsys):
     assert code == 0 and result["f1"] == 100.0
     write(preds, "\n".join(lines).replace("SOCCER", "FOOTBALL", 1) + "\n")
     code, _, err = run_score(capsys, "conll2003", "--data", gold, "--predictions", preds)
-    assert code == 1 and "sentence differs from" in err
+    assert code == 2 and "sentence differs from" in err
 
 
 def test_usage_errors(tmp_path, capsys):
     preds = write(tmp_path / "p.tsv", "index\tprediction\n")
     code, _, err = run_score(capsys, "mrcp", "--data", preds, "--predictions", preds)
-    assert code == 1 and "did you mean 'mrpc'" in err
+    assert code == 2 and "did you mean 'mrpc'" in err
     code, _, err = run_score(capsys, "mrpc", "--predictions", preds)
-    assert code == 1 and "needs --data GOLD" in err
+    assert code == 2 and "needs --data GOLD" in err
     code, _, err = run_score(capsys, "mrpc", "--data", tmp_path / "nope.tsv", "--predictions", preds)
-    assert code == 1 and "gold file not found" in err
+    assert code == 2 and "gold file not found" in err

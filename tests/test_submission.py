@@ -72,7 +72,7 @@ def test_a_malformed_file_fails_on_one_line(tmp_path, capsys, complete_set, stem
     shutil.copytree(complete_set, folder)
     (folder / f"{stem}.tsv").write_text(body, encoding="utf-8")
     code, _, err = run(capsys, "submission", folder, "--out", tmp_path / "glue.zip")
-    assert code == 1 and err.count("\n") == 1 and message in err and f"{stem}.tsv" in err
+    assert code == 2 and err.count("\n") == 1 and message in err and f"{stem}.tsv" in err
 
 
 # ---- test predictions ---------------------------------------------------------------------------------
@@ -80,10 +80,10 @@ def test_test_predictions_need_a_test_split_and_a_glue_task(tmp_path, capsys):
     """The bundled sample has no test split: the run stops before training, on one line."""
     code, _, err = run(capsys, "finetune", "--task", "rte", *TINY, "--out", tmp_path / "run",
                        "--predict-test", tmp_path / "subm")
-    assert code == 1 and err.count("\n") == 1 and "GLUE RTE test file not found" in err
+    assert code == 2 and err.count("\n") == 1 and "GLUE RTE test file not found" in err
     assert not (tmp_path / "run").exists()
     code, _, err = run(capsys, "finetune", "--task", "squad1", *TINY, "--predict-test", tmp_path / "subm")
-    assert code == 1 and "for GLUE tasks" in err and "not squad1" in err
+    assert code == 2 and "for GLUE tasks" in err and "not squad1" in err
     code, _, err = run(capsys, "finetune", "--task", "rte", *TINY, "--diagnostic", tmp_path / "d.tsv")
     assert code == 2 and "--predict-test" in err
 
@@ -194,7 +194,7 @@ def test_mnli_writes_matched_mismatched_and_ax(tmp_path, capsys):
     (tmp_path / "b" / "record.json").write_text(json.dumps({"metrics": {}}))  # as a run without them
     code, _, err = run(capsys, "finetune", "--task", "mnli", *TINY, "--data-dir", root, "--out", tmp_path / "b",
                        "--predict-test", tmp_path / "subm3")
-    assert code == 1 and "finished without test predictions" in err
+    assert code == 2 and "finished without test predictions" in err
     # the diagnostic file in its standard place is found without --diagnostic
     write_diagnostic(root / "glue" / "diagnostic" / "diagnostic.tsv")
     sets, notes = glue_test_sets(get_task("mnli"), root)

@@ -12,22 +12,25 @@ def add_arguments(parser):
     parser.add_argument("--model", default=defaults.model, help="model preset (see `bertbench models`)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="model.KEY=VALUE",
                         help="override a model setting, e.g. --set model.activation=gelu_approximate")
-    parser.add_argument("--seq-length", type=int, default=defaults.seq_length)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--seq-length", type=int, default=defaults.seq_length, help="tokens per sequence")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="sequences per training step")
     parser.add_argument("--steps", type=int, default=defaults.steps, help="timed training steps per model")
     parser.add_argument("--warmup", type=int, default=defaults.warmup, help="untimed steps per model (tracing)")
     parser.add_argument("--rounds", type=int, default=defaults.rounds,
                         help="interleaved ours/peer rounds the timed steps are split over")
-    parser.add_argument("--precision", default=defaults.precision, choices=PRECISIONS)
+    parser.add_argument("--precision", default=defaults.precision, choices=PRECISIONS,
+                        help="Keras dtype policy of both models")
     parser.add_argument("--jit", action="store_true", help="XLA-compile the training step (jit_compile)")
     parser.add_argument("--vocab-size", type=int, default=defaults.vocab_size,
                         help="model vocabulary with synthetic ids (e.g. 30522); default: the bundled vocabulary")
     parser.add_argument("--vocab", default=defaults.vocab, help="vocab.txt of the corpus tokenizer (default: bundled)")
     parser.add_argument("--corpus", default=defaults.corpus, help="corpus file or folder (default: bundled sample)")
     parser.add_argument("--matmul-size", type=int, default=defaults.matmul_size, help="side of the square matmul")
-    parser.add_argument("--matmul-repeats", type=int, default=defaults.matmul_repeats)
-    parser.add_argument("--pipeline-batches", type=int, default=defaults.pipeline_batches)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--matmul-repeats", type=int, default=defaults.matmul_repeats,
+                        help="timings of each matmul shape; the fastest is the peak")
+    parser.add_argument("--pipeline-batches", type=int, default=defaults.pipeline_batches,
+                        help="batches timed through the input pipeline alone")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the models' weights and data")
     parser.add_argument("--json", default=None, metavar="OUT", help="write every figure to this JSON file")
 
 

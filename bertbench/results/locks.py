@@ -55,7 +55,7 @@ class RunLock:
 
     def _create(self, path):
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)  # the umask decides
         except FileExistsError:
             return False
         with os.fdopen(fd, "w") as f:
