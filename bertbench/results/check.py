@@ -1,126 +1,315 @@
-"""The ci-scale regression check (the `check` command's work): run a small suite, compare it with the baseline.
+"""The ci-scale regression check (the `check` command's work): a small suite against a calibrated baseline.
 
-The suite is a small fixed subset chosen to be fast (minutes on 2 cores): ablation_nsp's `bert` and
-`no_nsp` variants at ci scale, fine-tuned on MRPC and SST-2 with seed 0, plus their held-out MLM
-perplexity. It runs into a temporary results and runs folder (never the cache: a regression check
-must recompute). Each baseline metric carries its own tolerance; its direction comes from the metric
-registry (`bertbench.evaluation.metrics`), and a baseline file that says otherwise is rejected. A
-metric that is worse than baseline - tolerance (or missing) is a regression: exit status 1.
+The suite (SUITE) is ablation_nsp's `bert` and `no_nsp` variants at ci scale, fine-tuned on MRPC and
+SST-2, plus their held-out MLM perplexity. It always runs into a temporary results and runs folder
+(never the cache: a regression check must recompute).
+
+Calibration (`check --calibrate K`) runs the suite with fine-tuning seeds 0..K-1 (each variant is
+pretrained once: the pretraining seed is not a fine-tuning seed) and stores, per metric, the mean,
+the observed SD over the K seeds (ddof=1), n, the direction (`evaluation.metrics.higher_is_better`,
+the only source) and the tolerance
+
+    tolerance = max(floor, Z * sd * sqrt(1 + 1/n)),   Z = 3
+
+the half-width of a prediction interval for ONE new run around the mean of n runs: with sd known and
+normal errors, an unchanged independent run falls below the band with probability 0.13% (0.27% on
+either side). With sd estimated from n runs, (new - mean) / (sd * sqrt(1 + 1/n)) is Student's t with
+n - 1 degrees of freedom, so that rate is t.sf(3, n - 1): 4.8% at n = 3, 2.0% at n = 5
+(tests/test_check.py checks this by simulation against scipy). Floors: FINETUNE_FLOOR = 1.0 point for
+fine-tuning scores (all in %; 2-4 examples of a 200-400-example ci dev set), which decides when the
+seeds agree (sd ~ 0, e.g. every seed predicts the majority class); RELATIVE_FLOOR = 2% of the mean for
+pretraining metrics (held-out perplexity: one value per variant, n = 1, sd = 0, so the floor is the
+tolerance; 2% of a perplexity is 0.02 nats of held-out loss). The breaks of
+tests/test_check_regressions.py move it by 6-16%. The floor relies on same-seed reproduction: a rerun
+on the same machine and packages is bit-identical (ci: 825.29 for `bert`, again and again), while other
+pretraining seeds give 825, 696, 861, 901 (SD 11%), so numerics that differ enough (other packages or
+CPU) could move it like a seed would; `check` notes when the environment differs from calibration's.
+
+`check` runs the suite with fine-tuning seed 0 only (CHECK_SEEDS): a K-th of the calibration's
+fine-tuning cost, and on unchanged code it reproduces a calibration run (training is deterministic
+given its seeds), so CI false alarms need nondeterminism, not an unlucky seed. It compares each
+value with mean +- tolerance: outside the band on the worse side, or missing (a run failed, or an
+error such as a diverged pretraining stopped the suite), is a regression (exit 1); outside on the
+better side is reported, not a failure. Each row says by how many calibration SDs the value moved
+((value - mean) / sd; "n/a" when sd is 0).
+
+The baseline file is validated before anything runs (missing, malformed JSON, wrong shape: one line,
+exit 2). Baselines of the old format (schema_version 1: one `value` + hand-set `tolerance` per
+seed-0 metric) are not read: the message says to recalibrate.
 """
 
+import json
+import math
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 from bertbench import files
-from bertbench.errors import BertbenchError
+from bertbench.errors import BertbenchError, ConfigError
 from bertbench.evaluation.metrics import higher_is_better
 from bertbench.results import provenance, records
 from bertbench.results.runner import Runner, data_root, make_plan
 
 BASELINE = Path(__file__).resolve().parents[2] / "results" / "baselines" / "ci.json"
-SUITE = {"experiment": "ablation_nsp", "scale": "ci", "only": ["bert", "no_nsp"], "columns": ["MRPC", "SST-2"],
-         "seeds": 1}
+BASELINE_VERSION = 2  # 1: value + hand-set tolerance per seed-0 metric (no longer read)
+SUITE = {"experiment": "ablation_nsp", "scale": "ci", "only": ["bert", "no_nsp"], "columns": ["MRPC", "SST-2"]}
+SUITE_KEYS = ("experiment", "scale", "only", "columns")
 PRETRAIN_METRICS = ("heldout.lm_perplexity",)  # pretraining summary keys checked
-# Defaults for new metrics (edit per metric in the baseline file): fine-tuning scores are percentages
-# (bertbench.evaluation.metrics); 3 points is ~8 dev examples of 256 at ci scale. Perplexity: 5% of the baseline.
-FINETUNE_TOLERANCE = 3.0
-PERPLEXITY_RELATIVE_TOLERANCE = 0.05
+CHECK_SEEDS = 1  # `check` fine-tunes with seed 0 only
+Z = 3.0
+FINETUNE_FLOOR = 1.0  # points (fine-tuning scores are %)
+RELATIVE_FLOOR = 0.02  # of the mean, for pretraining metrics (no fine-tuning-seed variance)
+FORMULA = ("tolerance = max(floor, z * sd * sqrt(1 + 1/n)) with z = 3 (prediction interval of one new run "
+           "around the mean of n calibration runs); floor = 1.0 point for fine-tuning scores, 2% of the mean "
+           "for pretraining metrics (one value per variant, sd = 0)")
+ENTRY_NUMBERS = ("mean", "sd", "n", "tolerance")
+
+
+class BaselineError(BertbenchError):
+    """A missing or malformed baseline file: nothing runs (exit 2, like every user error)."""
+
+
+class Row(NamedTuple):
+    """One line of the check's table."""
+
+    key: str
+    mean: float | None
+    sd: float | None
+    tolerance: float | None
+    value: float | None
+    status: str  # "ok", "better", "REGRESSION", "MISSING" or "new"
+
+    @property
+    def sds(self):
+        """(value - mean) / sd, or None when there is no sd to divide by (sd 0, missing, new)."""
+        if self.value is None or self.mean is None or not self.sd:
+            return None
+        return (self.value - self.mean) / self.sd
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics of a suite run, and their calibration
 
 
 def direction(key):
-    """higher_is_better of a check key ('bert/MRPC/seed0/accuracy', 'bert/pretrain/heldout.lm_perplexity'):
+    """higher_is_better of a check key ('bert/MRPC/accuracy', 'bert/pretrain/heldout.lm_perplexity'):
     its last part names the metric, and the metric registry decides."""
     return higher_is_better(key.rsplit("/", 1)[-1])
 
 
+def is_pretrain(key):
+    return key.split("/")[1] == "pretrain"
+
+
 def collect(recs):
-    """{metric key: (value, higher_is_better)} from the suite's records."""
-    out = {}
+    """{metric key: [value per fine-tuning seed, in seed order]} from a suite's records; a pretraining
+    metric has one value (the variant is pretrained once)."""
+    found = {}
     for r in recs:
         if r.get("status") != "ok":
             continue
         if r.get("kind") == "finetune":
             main = r.get("main_metric") or {}
             if main.get("value") is not None:
-                out[f"{r['variant']}/{r['column']}/seed{r['seed']}/{main['name']}"] = main["value"]
+                found.setdefault(f"{r['variant']}/{r['column']}/{main['name']}", []).append((r["seed"], main["value"]))
         else:
             for name in PRETRAIN_METRICS:
                 if name in (r.get("metrics") or {}):
-                    out[f"{'+'.join(r['variants'])}/pretrain/{name}"] = r["metrics"][name]
-    return {key: (value, direction(key)) for key, value in out.items()}
+                    found.setdefault(f"{'+'.join(r['variants'])}/pretrain/{name}", []).append((0, r["metrics"][name]))
+    return {key: [value for _, value in sorted(pairs)] for key, pairs in sorted(found.items())}
 
 
-def run_suite(backend=None, out=print, workdir=None):
-    """Run the suite into a fresh temporary folder; returns collect() of its records."""
-    plan = make_plan(SUITE["experiment"], SUITE["scale"], seeds=SUITE["seeds"], only=SUITE["only"],
-                     columns=SUITE["columns"])
+def floor(key, mean):
+    return RELATIVE_FLOOR * abs(mean) if is_pretrain(key) else FINETUNE_FLOOR
+
+
+def tolerance(sd, n, floor_value, z=Z):
+    """max(floor, z * sd * sqrt(1 + 1/n)): the band half-width for one new run (module docstring)."""
+    return max(floor_value, z * sd * math.sqrt(1.0 + 1.0 / n))
+
+
+def calibrate_entry(key, values):
+    """A baseline entry from the calibration values of one metric."""
+    n = len(values)
+    mean = math.fsum(values) / n
+    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    low = floor(key, mean)
+    tol = tolerance(sd, n, low)
+    return {"mean": mean, "sd": sd, "n": n, "values": list(values), "higher_is_better": direction(key),
+            "floor": low, "tolerance": tol,
+            "formula": f"max({low:.4g}, {Z:g} * {sd:.4g} * sqrt(1 + 1/{n})) = {tol:.4g}"}
+
+
+def environment():
+    """What the numerics of a same-seed run depend on besides the code: packages, CPU, accelerators."""
+    hardware = provenance.hardware()
+    return {"packages": provenance.package_versions(),
+            **{k: hardware[k] for k in ("cpu_model", "cpu_cores", "accelerators")}}
+
+
+def new_baseline(values, suite, seeds, run_ids=()):
+    """The baseline dict of a calibration run: {key: [values]} from `collect`, the ids of its seed-0 runs."""
+    return {"schema_version": BASELINE_VERSION, "suite": dict(suite), "run_ids": list(run_ids),
+            "calibration_seeds": list(range(seeds)), "check_seeds": list(range(CHECK_SEEDS)), "z": Z,
+            "formula": FORMULA, "created": records.now_iso(), "git": provenance.git_info(),
+            "environment": environment(),
+            "metrics": {key: calibrate_entry(key, vals) for key, vals in sorted(values.items())}}
+
+
+# ---------------------------------------------------------------------------------------------
+# The baseline file, validated before anything runs
+
+
+def _number(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_entry(path, key, entry):
+    fix = f"recalibrate with `bertbench check --calibrate 3 --baseline {path}`"
+    if not isinstance(entry, dict):
+        raise BaselineError(f"{path}: metric '{key}' is not an object; {fix}")
+    for name in ENTRY_NUMBERS:
+        if not _number(entry.get(name)):
+            raise BaselineError(f"{path}: metric '{key}' has no numeric '{name}' (got {entry.get(name)!r}); {fix}")
+    if entry["sd"] < 0 or entry["tolerance"] < 0 or entry["n"] < 1:
+        raise BaselineError(f"{path}: metric '{key}' has a negative sd/tolerance or n < 1; {fix}")
+    try:
+        higher = direction(key)
+    except BertbenchError as err:
+        raise BaselineError(f"{path}: metric '{key}': {err}") from None
+    if entry.get("higher_is_better", higher) != higher:
+        raise BaselineError(f"{path}: metric '{key}' says higher_is_better={entry['higher_is_better']}, but the "
+                            f"metric registry says {higher}; fix the baseline file")
+
+
+def _check_suite(path, suite):
+    if not isinstance(suite, dict) or not isinstance(suite.get("experiment"), str) or \
+            not isinstance(suite.get("scale"), str) or set(suite) - set(SUITE_KEYS):
+        raise BaselineError(f"{path}: 'suite' must be an object with 'experiment' and 'scale' (and 'only', "
+                            f"'columns'); recalibrate with `bertbench check --calibrate 3 --baseline {path}`")
+    for name in ("only", "columns"):
+        if suite.get(name) is not None and not (isinstance(suite[name], list)
+                                                and all(isinstance(x, str) for x in suite[name])):
+            raise BaselineError(f"{path}: suite '{name}' must be a list of names; fix or recalibrate the baseline")
+
+
+def load_baseline(path):
+    """The baseline at `path`, checked; a BaselineError (exit 2) names what is wrong and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise BaselineError(f"no baseline at {path}; create it with `bertbench check --calibrate 3 --baseline {path}`")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BaselineError(f"{path}: not valid JSON ({err}); recalibrate with `bertbench check --calibrate 3`") \
+            from None
+    if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict) or not data["metrics"]:
+        raise BaselineError(f"{path}: no 'metrics' object; recalibrate with `bertbench check --calibrate 3`")
+    if data.get("schema_version") == 1 or any(isinstance(e, dict) and "value" in e and "mean" not in e
+                                              for e in data["metrics"].values()):
+        raise BaselineError(f"{path} is an uncalibrated baseline of the old format (one value + a hand-set "
+                            f"tolerance per metric); replace it with `bertbench check --calibrate 3`")
+    _check_suite(path, data.get("suite"))
+    for key, entry in data["metrics"].items():
+        _check_entry(path, key, entry)
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the suite, comparing, printing
+
+
+def run_suite(suite=None, seeds=CHECK_SEEDS, backend=None, out=print, workdir=None):
+    """Run the suite with fine-tuning seeds 0..seeds-1 in a fresh temporary folder. Returns (collect() of
+    its records, the number of failed or skipped runs, the ids of its seed-0 runs: content hashes of
+    their resolved configs, so a baseline knows whether the suite's settings changed since)."""
+    suite = suite or SUITE
+    plan = make_plan(suite["experiment"], suite["scale"], seeds=seeds, only=suite.get("only"),
+                     columns=suite.get("columns"))
+    ids = sorted([p.id for p in plan.pretrains] + [f.id for f in plan.finetunes if f.seed == 0])
     with tempfile.TemporaryDirectory(prefix="bertbench-check-", dir=workdir) as tmp:
         runner = Runner(plan, Path(tmp) / "results", Path(tmp) / "runs", backend=backend,
                         data_dir=data_root(plan.scale, None), out=out)
-        counts = runner.run()
+        try:
+            counts = runner.run()
+        except BertbenchError as err:  # e.g. a diverged pretraining: the code under test stopped the suite
+            out(f"error: the suite stopped: {err}")
+            counts = {**runner.counts, "failed": runner.counts["failed"] + 1}
         if counts["failed"] or counts["skipped"]:
             out(f"warning: {counts['failed']} run(s) failed, {counts['skipped']} skipped")
-        return collect(records.load_records(Path(tmp) / "results", plan.experiment.name, plan.scale.name))
+        recs = records.load_records(Path(tmp) / "results", plan.experiment.name, plan.scale.name)
+        return collect(recs), counts["failed"] + counts["skipped"], ids
 
 
-def compare(baseline, now):
-    """Rows (metric, baseline, now, tolerance, status) and whether anything regressed."""
-    rows, regressed = [], False
-    for key, entry in sorted(baseline.items()):
-        base, tol, higher = entry["value"], entry["tolerance"], direction(key)
-        if entry.get("higher_is_better", higher) != higher:
-            raise BertbenchError(f"baseline metric '{key}' says higher_is_better={entry['higher_is_better']}, "
-                                 f"but the metric registry says {higher}; fix the baseline file")
-        if key not in now:
-            rows.append((key, base, None, tol, "MISSING"))
-            regressed = True
-            continue
-        value = now[key][0]
-        gain = (value - base) if higher else (base - value)  # > 0 means better
-        slack = 1e-9 * max(1.0, abs(base))  # a change of exactly the tolerance passes despite rounding
-        status = "REGRESSION" if gain < -tol - slack else ("better" if gain > tol + slack else "ok")
-        regressed |= status == "REGRESSION"
-        rows.append((key, base, value, tol, status))
-    rows += [(key, None, value, None, "new") for key, (value, _) in sorted(now.items()) if key not in baseline]
-    return rows, regressed
+def judge(entry, value, higher):
+    """'ok', 'better' or 'REGRESSION' of one value against its calibrated band."""
+    gain = (value - entry["mean"]) if higher else (entry["mean"] - value)  # > 0 means better
+    slack = 1e-9 * max(1.0, abs(entry["mean"]))  # a change of exactly the tolerance passes despite rounding
+    if gain < -entry["tolerance"] - slack:
+        return "REGRESSION"
+    return "better" if gain > entry["tolerance"] + slack else "ok"
+
+
+def compare(metrics, now):
+    """Rows of the baseline's `metrics` against `now` ({key: value}), and whether anything regressed."""
+    rows = []
+    for key, entry in sorted(metrics.items()):
+        value = now.get(key)
+        status = "MISSING" if value is None else judge(entry, value, direction(key))
+        rows.append(Row(key, entry["mean"], entry["sd"], entry["tolerance"], value, status))
+    rows += [Row(key, None, None, None, value, "new") for key, value in sorted(now.items()) if key not in metrics]
+    return rows, any(r.status in ("REGRESSION", "MISSING") for r in rows)
 
 
 def format_rows(rows):
+    """The check's table: a pure function of the rows."""
     def num(x):
-        return "–" if x is None else f"{x:.4f}"
+        return "–" if x is None else f"{x:.2f}"
 
-    width = max([len(r[0]) for r in rows] + [6])
-    lines = [f"{'metric':<{width}}  {'baseline':>9}  {'now':>9}  {'tolerance':>9}  status"]
-    lines += [f"{k:<{width}}  {num(b):>9}  {num(v):>9}  {num(t):>9}  {s}" for k, b, v, t, s in rows]
+    width = max([len(r.key) for r in rows] + [6])
+    head = ["mean", "sd", "tolerance", "now", "change", "SDs"]
+    lines = [f"{'metric':<{width}}  " + "  ".join(f"{h:>9}" for h in head) + "  status"]
+    for r in rows:
+        change = None if r.value is None or r.mean is None else r.value - r.mean
+        sds = "–" if change is None else ("n/a" if r.sds is None else f"{r.sds:+.2f}")
+        cells = [num(r.mean), num(r.sd), num(r.tolerance), num(r.value),
+                 "–" if change is None else f"{change:+.2f}", sds]
+        lines.append(f"{r.key:<{width}}  " + "  ".join(f"{c:>9}" for c in cells) + f"  {r.status}")
     return "\n".join(lines)
 
 
-def new_baseline(now, previous=None):
-    """A baseline dict from fresh metrics, keeping the tolerances already in `previous`."""
-    old = (previous or {}).get("metrics", {})
-    metrics = {}
-    for key, (value, higher) in sorted(now.items()):
-        default = FINETUNE_TOLERANCE if higher else abs(value) * PERPLEXITY_RELATIVE_TOLERANCE
-        metrics[key] = {"value": value, "higher_is_better": higher,
-                        "tolerance": old.get(key, {}).get("tolerance", default)}
-    return {"schema_version": records.SCHEMA_VERSION, "suite": SUITE, "created": records.now_iso(),
-            "git": provenance.git_info(), "packages": provenance.package_versions(), "metrics": metrics}
-
-
-def run_check(baseline_path=BASELINE, update=False, backend=None, out=print, workdir=None):
-    """Exit status: 0 when nothing regressed (or after --update-baseline), 1 on a regression."""
-    baseline_path = Path(baseline_path)
-    previous = records.read_json(baseline_path) if baseline_path.is_file() else None
-    if previous is None and not update:
-        raise BertbenchError(f"no baseline at {baseline_path}; create it with `bertbench check --update-baseline`")
-    now = run_suite(backend, out, workdir)
-    if not now:
-        raise BertbenchError("the check suite produced no metrics; see the run errors above")
-    if update:
-        files.write_json_atomic(baseline_path, new_baseline(now, previous))
-        out(f"baseline written: {baseline_path} ({len(now)} metrics)")
-        return 0
-    rows, regressed = compare(previous["metrics"], now)
+def calibrate(seeds, baseline_path=BASELINE, suite=None, backend=None, out=print, workdir=None):
+    """Run the suite with `seeds` fine-tuning seeds and write the baseline; exit status 0."""
+    if not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"--calibrate needs at least 1 seed, got {seeds}; use e.g. --calibrate 3")
+    suite = suite or SUITE
+    values, failed, ids = run_suite(suite, seeds, backend, out, workdir)
+    if failed or not values:
+        raise BertbenchError(f"calibration: {failed} run(s) failed or were skipped, no baseline written; "
+                             f"fix the errors above and rerun `bertbench check --calibrate {seeds}`")
+    if seeds == 1:
+        out("note: 1 seed measures no fine-tuning variance: every tolerance is its floor")
+    baseline = new_baseline(values, suite, seeds, ids)
+    files.write_json_atomic(baseline_path, baseline)
+    rows = [Row(k, e["mean"], e["sd"], e["tolerance"], None, "calibrated") for k, e in baseline["metrics"].items()]
     out(format_rows(rows))
+    out(f"baseline written: {baseline_path} ({len(values)} metrics, {seeds} fine-tuning seed(s); {FORMULA})")
+    return 0
+
+
+def run_check(baseline_path=BASELINE, backend=None, out=print, workdir=None):
+    """Exit status: 0 when nothing regressed, 1 on a regression (the baseline is read and checked first)."""
+    baseline = load_baseline(baseline_path)
+    values, _, ids = run_suite(baseline["suite"], CHECK_SEEDS, backend, out, workdir)
+    now = {key: vals[0] for key, vals in values.items()}  # seed 0 (one pretraining value per variant)
+    rows, regressed = compare(baseline["metrics"], now)
+    if baseline.get("run_ids") not in (None, ids):
+        out("note: the suite's settings changed since calibration (other run ids): a difference may come from "
+            "them, not the code; recalibrate after an intended change")
+    if baseline.get("environment") not in (None, environment()):
+        out("note: calibrated with other packages or hardware (see 'environment' in the baseline): same-seed runs "
+            "may differ numerically; if only that moved a metric, recalibrate on this machine")
+    out(format_rows(rows))
+    out(f"band: mean +- tolerance from {baseline_path} ({baseline.get('formula', FORMULA)})")
     out("REGRESSION: see the rows above" if regressed else "check passed")
     return 1 if regressed else 0
