@@ -1,3 +1,4 @@
+"""`python -m bertbench`: the same CLI as the `bertbench` script (bertbench.cli)."""
 import sys
 
 from bertbench.cli import main

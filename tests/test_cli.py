@@ -150,3 +150,16 @@ def test_tensorflow_start_up_noise_is_filtered_from_stderr_unless_verbose(tmp_pa
     assert sorted(quiet.stderr.splitlines()) == ["E0000 00:00:1.5 7 other.cc:1] a real C++ error", "python line"]
     loud = subprocess.run([sys.executable, "-c", code, "--verbose"], capture_output=True, text=True, env=env)
     assert loud.returncode == 0 and "failed call to cuInit" in loud.stderr and "oneDNN" in loud.stderr
+
+
+def test_expected_tensorflow_retracing_warnings_are_filtered_without_verbose():
+    import logging
+
+    from bertbench.cli import _expected_tf_warnings
+
+    retrace = logging.LogRecord("tensorflow", logging.WARNING, __file__, 1, "5 out of the last 15 calls to <f> "
+                                "triggered tf.function retracing. Tracing is expensive", None, None)
+    other = logging.LogRecord("tensorflow", logging.WARNING, __file__, 1, "something else", None, None)
+    assert not _expected_tf_warnings(retrace) and _expected_tf_warnings(other)
+    assert main(["models"]) == 0
+    assert _expected_tf_warnings in logging.getLogger("tensorflow").filters
