@@ -237,16 +237,16 @@ def test_records_carry_statistics_fields_and_pretraining_seeds(tmp_path):
 
 def test_a_run_at_the_majority_baseline_is_flagged_collapsed():
     from bertbench.experiments.schema import Column
-    from bertbench.results.runner import dev_statistics
+    from bertbench.results.runner import column_statistics
 
     col = Column(name="RTE", task="rte", metric="accuracy")
     output = {"majority_baseline": {"accuracy": 52.7}, "single_prediction": False,
               "example_rows": {"form": "labels", "rows": [[1, 0, 0, 0, 1]]}}
-    assert dev_statistics(col, output, 52.7)["collapse_reason"] == "at or below the majority baseline"
-    assert dev_statistics(col, output, 53.0)["collapsed"] is False
+    assert column_statistics(col, output, 52.7)["collapse_reason"] == "at or below the majority baseline"
+    assert column_statistics(col, output, 53.0)["collapsed"] is False
     spearman = Column(name="STS-B", task="stsb", metric="spearman")  # labels rows cannot give spearman
-    assert dev_statistics(spearman, output, 10.0)["example_rows"] is None
-    assert dev_statistics(col, {}, 60.0) == {"example_rows": None, "baselines": {"majority": None},
+    assert column_statistics(spearman, output, 10.0)["example_rows"] is None
+    assert column_statistics(col, {}, 60.0) == {"example_rows": None, "baselines": {"majority": None},
                                              "collapsed": False, "collapse_reason": None}
 
 

@@ -280,17 +280,18 @@ def conlleval(sentences):
         last_gold, last_pred, last_gold_type, last_pred_type = gold, pred, gold_type, pred_type
     if in_correct:
         correct_chunk[last_gold_type] += 1
-    out = _prf(sum(correct_chunk.values()), sum(found_pred.values()), sum(found_gold.values()))
+    out = prf(sum(correct_chunk.values()), sum(found_pred.values()), sum(found_gold.values()))
     out.update(accuracy=100.0 * correct_tags / tokens if tokens else 0.0, tokens=tokens,
                found_gold=sum(found_gold.values()), found_pred=sum(found_pred.values()),
                correct=sum(correct_chunk.values()))
-    out["per_type"] = {kind: dict(_prf(correct_chunk[kind], found_pred[kind], found_gold[kind]),
+    out["per_type"] = {kind: dict(prf(correct_chunk[kind], found_pred[kind], found_gold[kind]),
                                   found_pred=found_pred[kind])
                        for kind in sorted(set(found_gold) | set(found_pred))}
     return out
 
 
-def _prf(correct, found_pred, found_gold):
+def prf(correct, found_pred, found_gold):
+    """conlleval's precision, recall and F1 (%) of chunk counts."""
     precision = 100.0 * correct / found_pred if found_pred else 0.0
     recall = 100.0 * correct / found_gold if found_gold else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0

@@ -62,14 +62,6 @@ def rows(form, golds, predictions, version_2=False):
     raise BertbenchError(f"unknown per-example form '{form}'; known: {', '.join(METRICS_OF)}")
 
 
-def _prf(correct, found_pred, found_gold):
-    """conlleval's precision, recall and F1 (%) of summed chunk counts."""
-    precision = 100.0 * correct / found_pred if found_pred else 0.0
-    recall = 100.0 * correct / found_gold if found_gold else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
-
-
 def _label_value(metric, example_rows):
     correct, tp, fp, fn, tn = example_rows.sum(axis=0)
     if metric == "accuracy":
@@ -96,4 +88,4 @@ def value(form, metric, example_rows):
         return metrics.correlations(example_rows[:, 0], example_rows[:, 1])[metric]
     if form == "squad":
         return float(example_rows[:, 0 if metric == "exact" else 1].mean())
-    return _prf(*example_rows.sum(axis=0))[metric]
+    return metrics.prf(*example_rows.sum(axis=0))[metric]

@@ -12,6 +12,7 @@ import socket
 import statistics
 from pathlib import Path
 
+from bertbench.errors import BertbenchError
 from bertbench.pretraining.accounting import estimate_flops
 from bertbench.results.records import read_json
 
@@ -23,7 +24,7 @@ def host_records(results, host=None):
     for path in sorted(Path(results).glob("*/*/records/*.json")):
         try:
             record = read_json(path)
-        except Exception:  # a damaged record is `table`'s to report, not the estimate's
+        except BertbenchError:  # a damaged record is `table`'s to report, not the estimate's
             continue
         if isinstance(record, dict) and record.get("status") == "ok" and \
                 (record.get("hardware") or {}).get("hostname") == host:

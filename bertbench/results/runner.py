@@ -257,7 +257,7 @@ class Runner:
         if run["status"] == "ok" and value is None:
             self.out(f"warning: run {ft.id} has no metric '{col.metric}' (has: {sorted(numeric_leaves(metrics))})")
         pre = next(p for p in self.plan.pretrains if p.id == ft.pretrain_id)
-        return {**run, **dev_statistics(col, output, value), "pretrain_seed": ft.pretrain_seed,
+        return {**run, **column_statistics(col, output, value), "pretrain_seed": ft.pretrain_seed,
                 "output": {k: v for k, v in output.items() if isinstance(v, (str, int, float, bool))},
                 "experiment": self.plan.experiment.name, "scale": self.plan.scale.name, "variant": ft.variant,
                 "base_variant": variant.base or variant.name, "sweep_value": variant.sweep_value,
@@ -270,7 +270,7 @@ class Runner:
                            "init": ft.init, "finetune": to_dict(ft.finetune)}}
 
 
-def dev_statistics(col, output, value):
+def column_statistics(col, output, value):
     """The record fields the tables' statistics read, for column `col`: per-example rows of its metric
     (or None when the metric has no per-example form), the majority-class baseline of that metric,
     and whether the run collapsed (one prediction for everything, or no better than the baseline)."""
