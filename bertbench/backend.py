@@ -57,7 +57,11 @@ def load_backend(spec=None):
         module = importlib.util.module_from_spec(mod_spec)
         mod_spec.loader.exec_module(module)
     else:
-        module = importlib.import_module(target)
+        try:
+            module = importlib.import_module(target)
+        except ModuleNotFoundError as err:
+            raise BertbenchError(f"--backend '{spec}': no module named '{err.name}'; give an importable "
+                                 f"module:Name or path/to/file.py:Name") from None
     if not hasattr(module, attr):
         raise BertbenchError(f"--backend: {target} has no attribute '{attr}'")
     obj = getattr(module, attr)

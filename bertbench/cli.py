@@ -54,8 +54,11 @@ COMMANDS = {
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors on one line and exits 2."""
 
+    command = None  # the chosen subcommand, on the top-level parser: its unknown options are that command's
+
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        prog = f"{self.prog} {self.command}" if self.command else self.prog
+        self.exit(2, f"{prog}: error: {message} (see --help)\n")
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -76,6 +79,7 @@ _VERBOSE_HELP = "show TensorFlow's C++ log lines (hidden by default)"
 def build_parser(command=None):
     parser = _Parser(prog="bertbench", description=__doc__.splitlines()[0], epilog=EXAMPLES,
                      formatter_class=_HelpFormatter)
+    parser.command = command
     parser.add_argument("--version", action="version", version=f"bertbench {__version__}")
     parser.add_argument("--verbose", action="store_true", help=_VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -112,25 +116,35 @@ def main(argv=None):
         args = build_parser(command).parse_args(argv)
         if args.command is None:
             build_parser().print_help()
-            return 2
+            return _report(None, "a COMMAND is required (see --help)", 2)
         if not getattr(args, "verbose", False):
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ INFO and WARNING lines
             quiet = _QuietTensorFlow.start() if entry_point else None
             logging.getLogger("tensorflow").addFilter(_expected_tf_warnings)
         return importlib.import_module(COMMANDS[args.command][0]).main(args) or 0
     except BertbenchError as err:
-        message = str(err).replace("\n", " ")
-        print(f"bertbench: error: {message}", file=sys.stderr)
-        return err.exit_code
+        return _report(command, str(err), err.exit_code)
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except OSError as err:  # a location the checks before the work could not foresee (a full disk, ...)
+        if not (err.filename or err.strerror):
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        return _report(command, f"{where}{err.strerror or err}; check the location, its permissions and free space", 2)
     except KeyboardInterrupt:
         print("bertbench: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
     finally:
         if quiet is not None:
             quiet.close()
+
+
+def _report(command, message, exit_code):
+    """The one error line: `bertbench <command>: error: <what>; <fix>`."""
+    prog = f"bertbench {command}" if command else "bertbench"
+    print(f"{prog}: error: {message.replace(chr(10), ' ')}", file=sys.stderr)
+    return exit_code
 
 
 # Lines TensorFlow's C++ runtime prints on every CPU-only run, most of them before its log level can

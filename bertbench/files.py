@@ -9,6 +9,11 @@ never half of either. The temporary file is removed when the write fails, and a 
 cleanup never hides the error that caused it. Files get 0666 & ~umask and folders 0777 & ~umask
 (0644 / 0755 under the common umask 022), as `open` and `mkdir` give them: results and checkpoints
 can be shared on a cluster. (`tempfile.mkstemp`/`mkdtemp` would make them 0600 / 0700.)
+
+Reading a user's file: `read_text_utf8` / `read_json_utf8` (a one-line error naming the file and the
+byte offset for text that is not UTF-8). Every command checks its outputs before any work starts:
+`check_writable_dir(path, flag)` / `check_writable_file(path, flag)` (an existing file where a folder
+is expected, a folder where a file is expected, a location that cannot be written), creating nothing.
 """
 
 import contextlib
@@ -16,6 +21,8 @@ import json
 import os
 import uuid
 from pathlib import Path
+
+from bertbench.errors import BertbenchError
 
 
 def _temp_name(path):
@@ -75,3 +82,64 @@ def make_temp_dir(parent, prefix):
             return path
         except FileExistsError:  # a 32-bit clash with a live folder: draw another name
             continue
+
+
+# ---- reading user files, checking output locations before any work starts -------------------------
+
+
+def read_text_utf8(path, encoding="utf-8"):
+    """The text of a user's file; a BertbenchError naming the file and the byte offset when it is not
+    UTF-8 (encoding "utf-8-sig" drops a BOM). Newlines are kept as they are (as `newline=""`)."""
+    path = Path(path)
+    try:
+        return path.read_bytes().decode(encoding)
+    except UnicodeDecodeError as err:
+        raise BertbenchError(f"{path} is not UTF-8 text (byte {err.start}); re-encode it as UTF-8") from None
+    except IsADirectoryError:
+        raise BertbenchError(f"{path} is a folder, not a file; pass the file's path") from None
+    except OSError as err:
+        raise BertbenchError(f"cannot read {path} ({err.strerror}); check the path and its permissions") from None
+
+
+def read_json_utf8(path, encoding="utf-8"):
+    """The parsed JSON of a user's file; one-line errors for bytes that are not UTF-8 and bad JSON."""
+    text = read_text_utf8(path, encoding)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise BertbenchError(f"{path}, line {err.lineno}: invalid JSON ({err.msg}, column {err.colno}); "
+                             f"fix the file") from None
+
+
+def _check_creatable(path, flag):
+    """The nearest existing folder above `path` must be a writable folder (nothing is created)."""
+    parent = Path(os.path.abspath(path)).parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise BertbenchError(f"{flag} {path}: {parent} is a file, not a folder; choose another location")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BertbenchError(f"{flag} {path}: {parent} is not writable; choose a writable location")
+
+
+def check_writable_dir(path, flag):
+    """Raise a BertbenchError unless folder `path` exists and is writable or can be created. Call it before
+    any work starts: a run never finds out at its end that it cannot write its results."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise BertbenchError(f"{flag} {path} is a file, but a folder is expected; pass a folder path")
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise BertbenchError(f"{flag} {path} is not writable; choose a writable folder")
+        return
+    _check_creatable(path, flag)
+
+
+def check_writable_file(path, flag):
+    """Raise a BertbenchError unless file `path` can be written (replaced if it exists)."""
+    path = Path(path)
+    if path.is_dir():
+        raise BertbenchError(f"{flag} {path} is a folder, but a file is expected; pass a file path")
+    if path.exists() and not os.access(path.parent, os.W_OK | os.X_OK):
+        raise BertbenchError(f"{flag} {path}: {path.parent} is not writable; choose a writable location")
+    _check_creatable(path, flag)

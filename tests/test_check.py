@@ -229,7 +229,7 @@ def test_cli_exits_2_and_runs_nothing_on_a_bad_baseline(tmp_path, monkeypatch, c
         assert cli.main(["check", "--baseline", str(path), "--backend", FAKE]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and "no 'metrics' object" in err[0]
-    assert err[1].startswith(f"bertbench: error: no baseline at {tmp_path / 'missing.json'}; create it with")
+    assert err[1].startswith(f"bertbench check: error: no baseline at {tmp_path / 'missing.json'}; create it with")
     assert not (tmp_path / "markers").exists()  # nothing ran
     assert cli.main(["check", "--calibrate", "0", "--baseline", str(tmp_path / "x.json"), "--backend", FAKE]) == 2
     assert "at least 1 seed" in capsys.readouterr().err

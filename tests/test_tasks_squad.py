@@ -37,7 +37,8 @@ def test_tfds_record_conversion():
 @pytest.mark.parametrize("text, message", [
     ('{"version": "1.1", "data": [\n  {"title": "x",\n "paragraphs": [}]}', r"line 3: invalid JSON"),
     ('{"version": "1.1"}', "no top-level 'data' list"),
-    ('{"data": [{"title": "T", "paragraphs": [{"qas": []}]}]}', r"article 0 \('T'\) lacks field 'context'"),
+    ('{"data": [{"title": "T", "paragraphs": [{"qas": []}]}]}',
+     r"data\[0\]\.paragraphs\[0\]\.context must be a string, got missing"),
     ('{"data": [{"title": "T", "paragraphs": [{"context": "abc", "qas": [{"id": "q", "question": "?", '
      '"answers": [{"text": "bc", "answer_start": 5}]}]}]}]}', "question q: answer_start 5 is outside"),
 ])

@@ -141,7 +141,7 @@ def test_cli_missing_corpus_is_one_line_error(tmp_path):
                            str(tmp_path / "nope.txt"), "--out", str(tmp_path / "v.txt")],
                           capture_output=True, text=True)
     assert proc.returncode == BertbenchError.exit_code
-    assert proc.stderr.strip().splitlines()[-1].startswith("bertbench: error: corpus not found")
+    assert proc.stderr.strip().splitlines()[-1].startswith("bertbench vocab: error: corpus not found")
     assert not (tmp_path / "v.txt").exists()
     with pytest.raises(BertbenchError, match="task data folder not found"):
         task_texts(tmp_path / "missing")

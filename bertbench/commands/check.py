@@ -5,6 +5,7 @@ missing or malformed (nothing is run). The tolerance formula: bertbench/results/
 """
 
 from bertbench.backend import load_backend
+from bertbench.files import check_writable_file
 from bertbench.results.check import BASELINE, calibrate, run_check
 
 
@@ -19,5 +20,6 @@ def add_arguments(parser):
 
 def main(args):
     if args.calibrate is not None:
+        check_writable_file(args.baseline, "--baseline")  # written after the whole suite: checked first
         return calibrate(args.calibrate, args.baseline, backend=load_backend(args.backend))
     return run_check(args.baseline, backend=load_backend(args.backend))

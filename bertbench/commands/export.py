@@ -12,6 +12,7 @@ CKPT is any folder `--init` takes (bertbench, keras-hub preset, Hugging Face, go
 import json
 import sys
 
+from bertbench.files import check_writable_dir
 from bertbench.model.checkpoint import INIT_HELP, load_encoder
 from bertbench.model.export import export_huggingface, export_keras_hub
 
@@ -25,6 +26,7 @@ def add_arguments(parser):
 
 
 def main(args):
+    check_writable_dir(args.out, "--out")
     loaded = load_encoder(args.checkpoint)
     shown = {"from": str(args.checkpoint), "source": loaded.source, "to": args.to}
     if args.to == "keras-hub":

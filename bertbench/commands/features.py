@@ -4,6 +4,7 @@
 import re
 
 from bertbench.errors import BertbenchError
+from bertbench.files import check_writable_file
 from bertbench.model.checkpoint import load_encoder
 from bertbench.model.extract_features import check_layers, extract_features, read_examples, write_jsonl_atomic
 
@@ -41,9 +42,12 @@ def default_layers(num_layers):
 
 def main(args):
     layers = parse_layers(args.layers) if args.layers is not None else None
-    examples = read_examples(args.input)
     if args.max_seq_length is not None and args.max_seq_length < 3:
         raise BertbenchError(f"--max-seq-length must be at least 3, got {args.max_seq_length}")
+    if args.batch_size < 1:
+        raise BertbenchError(f"--batch-size must be at least 1, got {args.batch_size}")
+    check_writable_file(args.out, "--out")
+    examples = read_examples(args.input)
     loaded = load_encoder(args.init)
     if layers is None:
         layers = default_layers(loaded.model_cfg.num_layers)

@@ -16,14 +16,17 @@ import sys
 from pathlib import Path
 
 from bertbench.cli import configs_from_args
+from bertbench.commands.tasks import check_task_files
 from bertbench.config import FinetuneConfig, model_preset, to_dict
 from bertbench.errors import BertbenchError, ConfigError
 from bertbench.evaluation.selection import best_point
+from bertbench.files import check_writable_dir
 from bertbench.finetuning.grid import DEFAULT_GRID, finetune_grid
 from bertbench.finetuning.loop import finetune
 from bertbench.model.checkpoint import INIT_HELP, find_checkpoint
 from bertbench.model.strategy import STRATEGIES
 from bertbench.tasks import get_task
+from bertbench.text.tokenizer import check_vocab
 
 
 def add_arguments(parser):
@@ -101,6 +104,21 @@ def copy_test_predictions(record, folder):
     return copied
 
 
+def check_inputs(args, cfg, out):
+    """The data files, the vocabulary and every output location, before TensorFlow starts."""
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
+    check_writable_dir(out, "--out")
+    if args.predict_test:
+        check_writable_dir(args.predict_test, "--predict-test")
+    if args.diagnostic and not Path(args.diagnostic).is_file():
+        raise BertbenchError(f"--diagnostic file not found: {args.diagnostic}; pass GLUE's diagnostic.tsv")
+    if args.random_init:
+        check_vocab(args.vocab, cfg.lowercase)
+    if cfg.source == "files":
+        check_task_files(cfg.task, args.data_dir, test=bool(args.predict_test))
+
+
 def main(args):
     settings = configs(args)
     cfg = settings["finetune"]
@@ -111,6 +129,7 @@ def main(args):
     if args.diagnostic and not args.predict_test:
         raise ConfigError("--diagnostic is for the test predictions of mnli: add --predict-test DIR")
     out = _out_dir(args, cfg)
+    check_inputs(args, cfg, out)
     kwargs = dict(data_dir=args.data_dir, strategy=args.strategy, model_cfg=settings.get("model"),
                   vocab=args.vocab, verbose=not args.quiet, predict_test=bool(args.predict_test),
                   diagnostic=args.diagnostic)

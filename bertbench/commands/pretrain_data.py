@@ -4,8 +4,10 @@
 from bertbench.cli import configs_from_args
 from bertbench.config import PretrainConfig
 from bertbench.errors import ConfigError
+from bertbench.files import check_writable_dir
 from bertbench.pretraining.tfrecords import write_pretraining_data
-from bertbench.text.tokenizer import load_tokenizer
+from bertbench.text.corpus import corpus_files
+from bertbench.text.tokenizer import check_vocab, load_tokenizer
 
 
 def add_arguments(parser):
@@ -47,6 +49,11 @@ def config(args):
 
 def main(args):
     cfg = config(args)
+    if args.num_shards < 1:
+        raise ConfigError(f"--num-shards must be at least 1, got {args.num_shards}")
+    check_writable_dir(args.out, "--out")
+    check_vocab(cfg.vocab, cfg.lowercase)
+    corpus_files(cfg.corpus)  # there, and a folder holds files
     tokenizer = load_tokenizer(cfg.vocab, cfg.lowercase)
     summary = write_pretraining_data(cfg, tokenizer, args.out, args.num_shards, args.max_documents)
     print(f"wrote {summary['instances']} instances ({summary['tokens']} tokens, "

@@ -7,6 +7,7 @@ error (exit 2) naming the files and the command that writes them. Prints the zip
 
 import json
 
+from bertbench.files import check_writable_file
 from bertbench.finetuning.submission import zip_submission
 
 
@@ -17,6 +18,7 @@ def add_arguments(parser):
 
 
 def main(args):
+    check_writable_file(args.out, "--out")
     out, counts = zip_submission(args.folder, args.out)
     print(json.dumps({"zip": str(out), "files": counts}, indent=2))
     return 0

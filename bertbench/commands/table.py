@@ -1,11 +1,12 @@
 """`table`: rebuild an experiment's paper-layout table (md, csv, tex; cells.png, the sweep plot) from its
 run records; `--median` prints medians, `--power` the paired seeds each column needs."""
 
-from bertbench.errors import BertbenchError, unknown_name
+from bertbench.errors import unknown_name
 from bertbench.experiments.schema import load_experiment, load_scales
+from bertbench.files import check_writable_dir
 from bertbench.results.formats import RENDERERS
 from bertbench.results.power import power_lines
-from bertbench.results.records import records_dir
+from bertbench.results.records import check_records, records_dir
 from bertbench.results.tables import table_records, write_tables
 
 
@@ -26,11 +27,9 @@ def main(args):
     scales = load_scales(experiment.path.parent)
     if args.scale not in scales:
         raise unknown_name("scale", args.scale, scales)
-    folder = records_dir(args.results, experiment.name, args.scale)
-    if not any(folder.glob("*.json")):  # nothing to build from: say so, write nothing
-        raise BertbenchError(f"no run records for {experiment.name} at scale {args.scale} in {folder}; run "
-                             f"`bertbench run {experiment.name} --scale {args.scale}` first, or pass the "
-                             f"--results folder that holds them")
+    check_records(args.results, experiment.name, args.scale)  # none, or a damaged one: say so, write nothing
+    tables = records_dir(args.results, experiment.name, args.scale).parent  # the tables go beside records/
+    check_writable_dir(tables, "--results")
     print(write_tables(experiment, args.scale, args.results, args.format, median=args.median))
     if args.power:
         print("\n".join(power_lines(table_records(experiment, args.scale, args.results), experiment)))

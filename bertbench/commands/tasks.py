@@ -9,8 +9,10 @@ import os
 import sys
 
 from bertbench.evaluation.metrics import higher_is_better
+from bertbench.files import read_text_utf8
 from bertbench.resources import DATA_ENV, SAMPLE_DIR, resolve_data_dir
 from bertbench.tasks import TASKS, conll, glue, squad, swag
+from bertbench.tasks.base import missing_file
 
 _PROXIED = {"qnli_devsplit": "qnli", "squad1_devsplit": "squad1"}  # proxies: an 80/20 split of dev
 
@@ -36,6 +38,22 @@ def data_files(name):
     if name == "conll2003":
         return {s: [f"conll2003/{n}" for n in conll.FILES[s]] for s in splits}
     return {s: [f"swag/{swag.FILES[s]}"] for s in splits}
+
+
+def check_task_files(name, data_dir=None, test=False):
+    """Each file task `name` reads (train, eval splits; test too when `test`) exists under the data root
+    and is UTF-8 text: a one-line error naming the first that is missing or undecodable."""
+    root = resolve_data_dir(data_dir)
+    files = data_files(name)
+    if test and name in glue.FORMATS:
+        files["test"] = [path.rsplit("/", 1)[0] + "/" + dict(glue.FORMATS[name].files)["test"]
+                         for path in files["train"]]
+    for split, paths in files.items():
+        found = [root / path for path in paths if (root / path).is_file()]
+        if not found:
+            what = f"GLUE {glue.FORMATS[name].folder}" if name in glue.FORMATS else name
+            raise missing_file(" or ".join(str(root / path) for path in paths), f"{what} {split} file")
+        read_text_utf8(found[0])
 
 
 def availability(files, root):

@@ -15,15 +15,23 @@ Formats (the official ones, written by fine-tuning and read back by the task's k
 Otherwise, ids or counts that do not match are a one-line error.
 """
 
+from pathlib import Path
+
+from bertbench.errors import BertbenchError
+from bertbench.files import read_text_utf8
 from bertbench.finetuning.kinds import kind_of
 from bertbench.tasks import get_task
-from bertbench.tasks.base import require_file
 
 
 def score_files(task, data, predictions, na_prob=None, na_prob_thresh=1.0):
     """Metrics (percentages) of a prediction file against a gold file, as `bertbench score` prints them."""
     spec = get_task(task)
-    require_file(predictions, "prediction file", tfds=False)
+    for path, what, flag in ((predictions, "prediction file", "--predictions"), (data, "gold file", "--data"),
+                             (na_prob, "no-answer probability file", "--na-prob")):
+        if path is not None:  # every file is there and is UTF-8 text before any is parsed
+            if not Path(path).is_file():
+                raise BertbenchError(f"{what} not found: {path}; check the {flag} path")
+            read_text_utf8(path)
     kind = kind_of(spec)
     examples, preds = kind.read_predictions(spec, predictions, data, na_prob=na_prob,
                                             na_prob_thresh=na_prob_thresh)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from bertbench.errors import BertbenchError
+from bertbench.files import read_text_utf8
 
 SCHEMA_VERSION = 1
 
@@ -26,11 +27,38 @@ def elapsed(start):
 
 
 def read_json(path):
+    """A record (or run.json) as a dict; a one-line error naming the file when it is not UTF-8 JSON of an object."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        record = json.loads(read_text_utf8(path))
     except json.JSONDecodeError as err:
         raise BertbenchError(f"{path}: not valid JSON ({err}); delete it and rerun to recompute") from None
+    if not isinstance(record, dict):
+        raise BertbenchError(f"{path}: a record must be a JSON object, got a {type(record).__name__}; "
+                             f"delete it and rerun to recompute")
+    return record
+
+
+# What a table needs of an ok record, per kind (older records lack the statistics fields: those are optional).
+REQUIRED = {"finetune": ("experiment", "variant", "column"), "pretrain": ("experiment", "variants"),
+            "random_init": ("experiment", "variants")}
+
+
+def check_record(path, record):
+    """`record` if its status (and, when ok, its kind and the fields a table reads) are there; else a
+    one-line error naming the file and the field."""
+    status, kind = record.get("status"), record.get("kind")
+    problem = None
+    if not isinstance(status, str):
+        problem = "no 'status'"
+    elif status == "ok" and kind not in REQUIRED:
+        problem = f"'kind' is {kind!r}, not one of {', '.join(REQUIRED)}"
+    elif status == "ok":
+        missing = [name for name in REQUIRED[kind] if record.get(name) is None]
+        problem = f"no {', '.join(repr(m) for m in missing)}" if missing else None
+    if problem:
+        raise BertbenchError(f"{path}: not a run record ({problem}); delete it and rerun to recompute")
+    return record
 
 
 def read_ok(path):
@@ -50,3 +78,17 @@ def load_records(results, experiment, scale):
     """Every record of an experiment at a scale (temporary files are skipped)."""
     folder = records_dir(results, experiment, scale)
     return [read_json(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+
+
+def check_records(results, experiment, scale):
+    """The number of records of an experiment at a scale, each checked (`table` names a damaged one
+    rather than skip it); a one-line error when there are none."""
+    folder = records_dir(results, experiment, scale)
+    paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    if not paths:
+        raise BertbenchError(f"no run records for {experiment} at scale {scale} in {folder}; run "
+                             f"`bertbench run {experiment} --scale {scale}` first, or pass the "
+                             f"--results folder that holds them")
+    for path in paths:
+        check_record(path, read_json(path))
+    return len(paths)

@@ -8,12 +8,14 @@ prediction file says exactly what the data said; the model side maps them to ids
 
 import csv
 import dataclasses
+import io
 import sys
 from pathlib import Path
 from typing import Callable, Optional
 
 from bertbench.errors import BertbenchError
 from bertbench.evaluation.metrics import higher_is_better
+from bertbench.files import read_text_utf8
 
 SOURCES = ("files", "tfds")
 
@@ -133,9 +135,9 @@ def read_tsv(path):
     Returns [(line_number, row)]; a UTF-8 BOM (MRPC headers) is dropped by utf-8-sig.
     """
     csv.field_size_limit(sys.maxsize)
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        return [(reader.line_num, row) for row in reader]
+    reader = csv.reader(io.StringIO(read_text_utf8(path, "utf-8-sig"), newline=""), delimiter="\t",
+                        quoting=csv.QUOTE_NONE)
+    return [(reader.line_num, row) for row in reader]
 
 
 def data_error(path, line, problem, fix=""):

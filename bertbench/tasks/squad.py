@@ -12,6 +12,7 @@ import json
 import random
 
 from bertbench.errors import BertbenchError
+from bertbench.files import read_json_utf8
 from bertbench.resources import resolve_data_dir
 from bertbench.tasks import tfds_source
 from bertbench.tasks.base import SquadExample, data_error, missing_file, require_file
@@ -39,39 +40,52 @@ def squad_path(version, split, data_dir=None):
 def read_squad_articles(path):
     """[(title, [SquadExample, ...]), ...] per article of a SQuAD JSON file, in file order."""
     require_file(path, "SQuAD file")
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except json.JSONDecodeError as err:
-        raise data_error(path, err.lineno, f"invalid JSON ({err.msg}, column {err.colno})") from err
+    data = read_json_utf8(path)
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise data_error(path, None, "no top-level 'data' list", "expected the official SQuAD JSON layout")
     articles = []
     for a, article in enumerate(data["data"]):
+        where = f"data[{a}]"
+        _need(path, where, article, dict)
+        title = article.get("title", "")
         examples = []
-        try:
-            for p, paragraph in enumerate(article["paragraphs"]):
-                context = paragraph["context"]
-                for qa in paragraph["qas"]:
-                    examples.append(_example(path, article.get("title", ""), context, qa))
-        except (KeyError, TypeError) as err:
-            raise data_error(path, None, f"article {a} ('{article.get('title', '')}') lacks field "
-                             f"{err}", "each article needs paragraphs[].context and qas[].id/question/"
-                             "answers") from err
-        articles.append((article.get("title", ""), examples))
+        for p, paragraph in enumerate(_need(path, f"{where}.paragraphs", article.get("paragraphs"), list)):
+            at = f"{where}.paragraphs[{p}]"
+            _need(path, at, paragraph, dict)
+            context = _need(path, f"{at}.context", paragraph.get("context"), str)
+            for q, qa in enumerate(_need(path, f"{at}.qas", paragraph.get("qas"), list)):
+                examples.append(_example(path, f"{at}.qas[{q}]", title, context, qa))
+        articles.append((title, examples))
     return articles
 
 
-def _example(path, title, context, qa):
+_KINDS = {dict: "an object", list: "a list", str: "a string", int: "an integer"}
+
+
+def _need(path, where, value, kind):
+    """`value` if it is of type `kind`, else a one-line error naming the file and the JSON path."""
+    if not isinstance(value, kind) or isinstance(value, bool):
+        got = "missing" if value is None else f"{type(value).__name__} {json.dumps(value)[:40]}"
+        raise data_error(path, None, f"{where} must be {_KINDS[kind]}, got {got}",
+                         "expected the official SQuAD JSON layout (data[].paragraphs[].qas[])")
+    return value
+
+
+def _example(path, where, title, context, qa):
+    _need(path, where, qa, dict)
+    qid = _need(path, f"{where}.id", qa.get("id"), str)
+    question = _need(path, f"{where}.question", qa.get("question"), str)
     impossible = bool(qa.get("is_impossible", False))
     answers = []
-    for answer in ([] if impossible else qa["answers"]):
-        start = answer["answer_start"]
-        if not isinstance(start, int) or not 0 <= start <= len(context) - len(answer["text"]):
-            raise data_error(path, None, f"question {qa['id']}: answer_start {start!r} is outside "
+    for i, answer in enumerate([] if impossible else _need(path, f"{where}.answers", qa.get("answers"), list)):
+        _need(path, f"{where}.answers[{i}]", answer, dict)
+        text = _need(path, f"{where}.answers[{i}].text", answer.get("text"), str)
+        start = _need(path, f"{where}.answers[{i}].answer_start", answer.get("answer_start"), int)
+        if not 0 <= start <= len(context) - len(text):
+            raise data_error(path, None, f"question {qid}: answer_start {start!r} is outside "
                              f"its context", "answer_start is a character offset into the context")
-        answers.append((answer["text"], start))
-    return SquadExample(qa["id"], qa["question"], context, tuple(answers), impossible, title)
+        answers.append((text, start))
+    return SquadExample(qid, question, context, tuple(answers), impossible, title)
 
 
 def split_articles(articles, seed=DEVSPLIT_SEED, train_fraction=DEVSPLIT_TRAIN_FRACTION):
