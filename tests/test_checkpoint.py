@@ -324,3 +324,74 @@ def test_minilm_matches_transformers_reference(minilm):
     approximate.set_weights(minilm.encoder.get_weights())
     error = np.abs(np.asarray(approximate(x, training=False)["sequence_output"]) - ref["sequence_output"])
     assert error[mask].max() > 1e-4
+
+
+# ---- damaged weights files: one line naming the file and the fix -------------------------------
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _flip_a_weight_bit(path):
+    """One bit inside the largest weight array's data: h5py reads the file without complaint (HDF5
+    keeps no checksum of data), and one weight is wrong."""
+    import h5py
+
+    arrays = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda _, obj: arrays.append((obj.nbytes, obj.id.get_offset()))
+                     if isinstance(obj, h5py.Dataset) and obj.nbytes else None)
+    nbytes, offset = max(arrays)
+    data = bytearray(path.read_bytes())
+    data[offset + nbytes // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    with h5py.File(path, "r") as f:  # still a readable HDF5 file
+        f.visit(lambda _: None)
+
+
+@pytest.mark.parametrize("damage", [_truncate, _flip_a_weight_bit])
+def test_a_damaged_weights_file_is_one_line_in_finetune_and_features(tmp_path, damage, capsys):
+    from bertbench import cli
+
+    keras.utils.set_random_seed(0)
+    ckpt = save_encoder(build_encoder(TINY), TINY, tmp_path / "ckpt", write_vocab(tmp_path / "v.txt"), lowercase=False)
+    damage(ckpt / "encoder.weights.h5")
+    (tmp_path / "in.txt").write_text("the cat sat\n", encoding="utf-8")
+    for argv in (["finetune", "--task", "mrpc", "--init", str(ckpt), "--out", str(tmp_path / "ft"), "--quiet"],
+                 ["features", "--init", str(ckpt), "--input", str(tmp_path / "in.txt"),
+                  "--out", str(tmp_path / "f.jsonl")]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert f"{ckpt / 'encoder.weights.h5'} is damaged (" in err and "rerun the pretraining" in err, err
+    assert not (tmp_path / "ft").exists() and not (tmp_path / "f.jsonl").exists()
+
+
+def test_a_damaged_weights_file_without_a_checksum_is_still_one_line(tmp_path):
+    """Checkpoints saved before the checksum: what h5py says about a truncated file, on one line."""
+    keras.utils.set_random_seed(0)
+    ckpt = save_encoder(build_encoder(TINY), TINY, tmp_path / "ckpt", write_vocab(tmp_path / "v.txt"), lowercase=False)
+    meta = json.loads((ckpt / CONFIG_FILE).read_text())
+    del meta["weights_sha256"]
+    (ckpt / CONFIG_FILE).write_text(json.dumps(meta))
+    assert load_encoder(ckpt).model_cfg == TINY
+    _truncate(ckpt / "encoder.weights.h5")
+    with pytest.raises(BertbenchError, match=r"encoder.weights.h5 is damaged \(Unable to .*truncated file"):
+        load_encoder(ckpt)
+
+
+def test_damaged_keras_hub_and_hugging_face_weights_are_one_line(tmp_path):
+    from bertbench.model.export import export_huggingface, export_keras_hub
+
+    keras.utils.set_random_seed(0)
+    ckpt = save_encoder(build_encoder(TINY), TINY, tmp_path / "ckpt", write_vocab(tmp_path / "v.txt"), lowercase=False)
+    loaded = load_encoder(ckpt)
+    for export, name, fix in ((export_keras_hub, "model.weights.h5", "re-export it"),
+                              (export_huggingface, "model.safetensors", "download or convert it again")):
+        folder = tmp_path / name
+        export(loaded, folder)
+        _truncate(folder / name)
+        with pytest.raises(BertbenchError) as err:
+            load_encoder(folder)
+        assert str(err.value).startswith(f"{folder / name} is damaged (") and fix in str(err.value)
+        assert "\n" not in str(err.value)

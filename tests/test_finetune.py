@@ -235,13 +235,16 @@ def test_mismatched_checkpoint_fails_with_one_line(tmp_path):
 
 def test_checkpoint_with_weights_the_encoder_lacks_fails_with_one_line(tmp_path):
     """Keras' load_weights ignores weights it has no place for: the explicit check catches them."""
-    from bertbench.model.checkpoint import WEIGHTS_FILE
+    from bertbench.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE
     from bertbench.model.strategy import get_strategy
 
     vocab = make_vocab(tmp_path / "vocab.txt", ["a small test of words"])
     save_tiny_checkpoint(tmp_path / "ckpt", vocab)  # a 1-layer encoder's config...
     save_tiny_checkpoint(tmp_path / "two", vocab, num_layers=2)
     shutil.copyfile(tmp_path / "two" / WEIGHTS_FILE, tmp_path / "ckpt" / WEIGHTS_FILE)  # ...2 layers' weights
+    meta_path = tmp_path / "ckpt" / CONFIG_FILE  # as a checkpoint from before weights_sha256 (else the
+    meta = json.loads(meta_path.read_text())     # checksum refuses the swapped file first)
+    meta_path.write_text(json.dumps({k: v for k, v in meta.items() if k != "weights_sha256"}))
     init = prepare_init(str(tmp_path / "ckpt"))
     spec = get_task("mrpc")
     with pytest.raises(BertbenchError) as err:
@@ -452,7 +455,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main(["finetune", "--task", "mrpc", "--random-init", "--data-dir", str(tmp_path / "no")]) == 2
     assert main(["finetune", "--task", "mrpc", "--random-init", "--set", "finetune.learning_rat=1"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 4 and all(line.startswith("bertbench: error:") for line in lines)
+    assert len(lines) == 4 and all(line.startswith("bertbench finetune: error:") for line in lines)
     assert "did you mean 'mrpc'" in lines[0] and "missing" in lines[1] and "no" in lines[2]
     assert "learning_rate" in lines[3]
 

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -264,7 +265,7 @@ def test_bad_arguments_fail_on_one_line_and_write_nothing(tmp_path):
     for args in (["--shard", "3/3"], ["--shard", "x"], ["--scale", "huge"], ["--only", "bertt"], ["--seeds", "0"]):
         proc = cli(tmp_path, *args)
         assert proc.returncode != 0 and len(proc.stderr.strip().splitlines()) == 1, (args, proc.stderr)
-        assert proc.stderr.startswith("bertbench: error:")
+        assert proc.stderr.startswith("bertbench run: error:")
     assert "did you mean 'bert'" in cli(tmp_path, "--only", "bertt").stderr
     assert not (tmp_path / "results").exists() and not (tmp_path / "runs").exists()
     with pytest.raises(BertbenchError, match="0 <= I < N"):
@@ -404,3 +405,62 @@ def test_plan_progress_bar_and_hparams_per_fine_tuning_run(tmp_path, monkeypatch
     terminal.truncate(0)
     run(tmp_path, only=["bert"], columns=["MRPC", "SST-2"], backend=backend, progress=False)
     assert terminal.getvalue() == "" and len(backend.hparams) == 2  # --quiet; cached runs log nothing new
+
+
+@pytest.mark.slow
+def test_runners_from_two_folders_on_one_results_folder_never_run_twice(tmp_path):
+    """--results given absolute, --runs relative ("runs") from two working directories: two runs
+    folders, one results folder. The second runner is refused on one line while the first one runs."""
+    results = tmp_path / "results"
+    args = [sys.executable, "-m", "bertbench", "run", "ablation_nsp", "--only", "bert", "--column", "MRPC",
+            "--results", str(results), "--runs", "runs", "--backend", FAKE, "--quiet"]
+    env = {**os.environ, "FAKE_MARKERS": str(tmp_path / "m"), "FAKE_PRETRAIN_SLEEP": "5", "FAKE_SLEEP": "2"}
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    first = subprocess.Popen(args, cwd=tmp_path / "a", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+    _wait_for(lambda: count(tmp_path / "m", "pretrain", "start"))
+    second = subprocess.run(args, cwd=tmp_path / "b", env=env, capture_output=True, text=True, timeout=120)
+    assert first.wait(timeout=120) == 0, first.stderr.read()
+    assert second.returncode == 2 and len(second.stderr.strip().splitlines()) == 1, second.stderr
+    assert f"--runs {tmp_path / 'a' / 'runs'}" in second.stderr and str(tmp_path / "b" / "runs") in second.stderr
+    assert list(count(tmp_path / "m", "pretrain", "start").values()) == [1]
+    assert list(count(tmp_path / "m", "finetune", "start").values()) == [1]
+    assert not list((results / "ablation_nsp" / "ci").glob(".runner-*"))  # the claim ends with the runner
+    again = subprocess.run(args, cwd=tmp_path / "b", env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "ran=0 cached=2" in again.stdout  # alone, another runs folder is fine
+
+
+def test_a_results_claim_allows_other_shards_and_ignores_dead_runners(tmp_path):
+    from bertbench.results.locks import ResultsClaim
+
+    folder = tmp_path / "results" / "x" / "ci"
+    with ResultsClaim(folder, tmp_path / "runs_a"):
+        with ResultsClaim(folder, tmp_path / "sub" / ".." / "runs_a"):  # the same folder by another path
+            pass
+        with pytest.raises(BertbenchError, match="pass --runs .*runs_a to share its work"):
+            ResultsClaim(folder, tmp_path / "runs_b").__enter__()
+    with ResultsClaim(folder, tmp_path / "runs_a", "0/2"):
+        with ResultsClaim(folder, tmp_path / "runs_b", "1/2"):  # other shards of one split share no run
+            with pytest.raises(BertbenchError):
+                ResultsClaim(folder, tmp_path / "runs_c", "1/2").__enter__()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed = folder / ".runner-killed.json"  # a runner killed on this host, with another runs folder
+    killed.write_text(json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(), "runs": "/elsewhere",
+                                  "runs_id": "another", "shard": None}))
+    with ResultsClaim(folder, tmp_path / "runs_b"):
+        assert not killed.exists()
+    assert list(folder.glob(".runner-*")) == []
+
+
+def test_where_written_names_records_made_outside_a_git_checkout(tmp_path):
+    """A record written where git is absent has commit None: `run`'s closing lines still name it."""
+    from bertbench.results.runner import where_written
+
+    plan = make_plan("ablation_nsp")
+    folder = records.records_dir(tmp_path, plan.experiment.name, plan.scale.name)
+    folder.mkdir(parents=True)
+    record = {"status": "ok", "run_id": plan.finetunes[0].id, "git": {"commit": None}, "hardware": {"hostname": None}}
+    (folder / f"{plan.finetunes[0].id}.json").write_text(json.dumps(record))
+    lines = where_written(plan, tmp_path, tmp_path / "runs", {"cached": 1})
+    assert "1 at commit ? on ?" in lines[-1]

@@ -10,12 +10,16 @@ from pathlib import Path
 
 from bertbench.cli import configs_from_args
 from bertbench.config import PretrainConfig, model_preset
-from bertbench.errors import unknown_name
+from bertbench.errors import BertbenchError, unknown_name
 from bertbench.experiments.plan import resolve_configs
 from bertbench.experiments.schema import load_scales
+from bertbench.files import check_writable_dir
 from bertbench.model.strategy import STRATEGIES
+from bertbench.pretraining.checkpoints import clear_run
 from bertbench.pretraining.loop import pretrain
 from bertbench.resources import DATA_ENV, resolve_data_dir
+from bertbench.text.corpus import corpus_files
+from bertbench.text.tokenizer import check_vocab
 
 
 def add_arguments(parser):
@@ -50,6 +54,9 @@ def add_arguments(parser):
                         help="override a setting, e.g. --set pretrain.batch_size=32 --set model.dropout=0 "
                              "(repeatable; default: none)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (it shows on a terminal only)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="clear the --out folder of an earlier pretraining run (with another config) and "
+                             "start over; without it a rerun resumes, and one with another config is refused")
 
 
 def scale_configs(name, data_dir=None):
@@ -85,8 +92,20 @@ def configs(args):
     return out["model"], out["pretrain"]
 
 
+def check_inputs(cfg, out):
+    """Every input and the output folder, before TensorFlow starts (a bad one costs no work)."""
+    check_writable_dir(out, "--out")
+    check_vocab(cfg.vocab, cfg.lowercase)
+    corpus_files(cfg.corpus)  # there, and a folder holds files
+    if cfg.corpus != "sample" and Path(cfg.corpus).is_file() and Path(cfg.corpus).stat().st_size == 0:
+        raise BertbenchError(f"corpus {cfg.corpus} is empty; pass a text corpus (or TFRecord shards) to train on")
+
+
 def main(args):
     model_cfg, cfg = configs(args)
+    check_inputs(cfg, args.out)  # before anything is cleared or written
+    if getattr(args, "overwrite", False):
+        clear_run(args.out)  # only a folder that looks like a pretraining run's, only what it wrote
     summary = pretrain(model_cfg, cfg, args.out, strategy=args.strategy, verbose=not getattr(args, "quiet", False))
     shown = {k: summary[k] for k in ("steps", "tokens_seen", "train_wall_time_s", "heldout", "unigram_baseline")
              if k in summary}

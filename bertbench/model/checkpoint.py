@@ -1,7 +1,8 @@
 """Encoder checkpoints: bertbench's own directory format, and the one door every format comes in by.
 
 A bertbench encoder checkpoint is a directory:
-    bertbench_encoder.json  {"format", "version", "model": to_dict(ModelConfig), "lowercase", "extra"}
+    bertbench_encoder.json  {"format", "version", "model": to_dict(ModelConfig), "lowercase", "extra",
+                             "weights_sha256": of encoder.weights.h5, so a damaged copy is caught}
     encoder.weights.h5      BertEncoder.save_weights
     vocab.txt               the WordPiece vocabulary the token ids refer to
 `load_encoder` also reads (bertbench.model.convert) a keras-hub preset folder
@@ -11,7 +12,9 @@ model.safetensors, vocab.txt; no PyTorch needed) and a google-research/bert TF1 
 `bert-base-uncased` gets a message saying how to fetch the folder first (`find_checkpoint`).
 """
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -21,12 +24,13 @@ from pathlib import Path
 from bertbench.config import ModelConfig, from_dict, to_dict
 from bertbench.errors import BertbenchError
 from bertbench.files import make_temp_dir
-from bertbench.model.convert import (VOCAB_FILE, is_converted_dir, is_keras_hub_preset, load_converted,
-                                     load_keras_hub_preset, model_config_of)
+from bertbench.model.convert import (VOCAB_FILE, damaged, is_converted_dir, is_keras_hub_preset, load_converted,
+                                     load_keras_hub_preset, model_config_of, reason_of)
 
 CONFIG_FILE = "bertbench_encoder.json"
 WEIGHTS_FILE = "encoder.weights.h5"
 FORMAT_VERSION = 1
+REDO = "rerun the pretraining (or export) that wrote it, or copy it again from an intact copy"
 
 
 @dataclasses.dataclass
@@ -59,25 +63,62 @@ def save_encoder(encoder, model_cfg, out_dir, vocab_path, lowercase, extra=None)
             "lowercase": bool(lowercase), "extra": extra or {}}
     tmp = make_temp_dir(out_dir.parent, prefix=f".{out_dir.name}.tmp-")  # usual modes, not mkdtemp's 0700
     try:
+        encoder.save_weights(str(tmp / WEIGHTS_FILE))
+        meta["weights_sha256"] = _sha256(tmp / WEIGHTS_FILE)
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n",
                                        encoding="utf-8")
-        encoder.save_weights(str(tmp / WEIGHTS_FILE))
         shutil.copyfile(vocab_path, tmp / VOCAB_FILE)
         _replace_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    _remove_stale_staging(out_dir)
     return out_dir
 
 
 def _replace_dir(src, dst):
-    """Rename `src` to `dst`; an existing `dst` is moved aside first and removed after."""
+    """Rename `src` to `dst`; an existing `dst` is moved aside first and removed after (put back
+    when the rename fails, so a failed save keeps the previous checkpoint)."""
     old = None
     if dst.exists():
         old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
         os.replace(dst, old)
-    os.replace(src, dst)
+    try:
+        os.replace(src, dst)
+    except BaseException:
+        if old is not None and not dst.exists():
+            with contextlib.suppress(OSError):  # never hide the error that caused it
+                os.replace(old, dst)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_stale_staging(out_dir):
+    """Remove the `.<name>.tmp-<pid>-*` / `.<name>.old-<pid>` folders beside `out_dir` that a save
+    killed midway left (their process is gone), once a later save has succeeded."""
+    for pattern in (f".{out_dir.name}.tmp-*", f".{out_dir.name}.old-*"):
+        for path in out_dir.parent.glob(pattern):
+            pid = path.name.split(".tmp-" if ".tmp-" in path.name else ".old-")[-1].split("-")[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _load_bertbench(path):
@@ -87,19 +128,24 @@ def _load_bertbench(path):
         meta = json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
         model_cfg = from_dict(ModelConfig, meta["model"], prefix="model.")
         lowercase = bool(meta["lowercase"])
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
         raise BertbenchError(f"{path / CONFIG_FILE} is malformed ({err!r}); re-save the checkpoint "
                              f"with bertbench") from None
     for name in (WEIGHTS_FILE, VOCAB_FILE):
         if not (path / name).is_file():
             raise BertbenchError(f"{path} is missing {name}; re-save the checkpoint with bertbench")
+    weights = path / WEIGHTS_FILE
+    if meta.get("weights_sha256") not in (None, _sha256(weights)):  # checkpoints before it have none
+        raise damaged(weights, f"its SHA-256 differs from the one saved in {CONFIG_FILE}", REDO)
     encoder = build_encoder(model_cfg)
     try:
-        encoder.load_weights(str(path / WEIGHTS_FILE))
+        encoder.load_weights(str(weights))
     except ValueError as err:
         message = str(err).splitlines()[0]
-        raise BertbenchError(f"{path / WEIGHTS_FILE} does not fit its config ({message}); "
+        raise BertbenchError(f"{weights} does not fit its config ({message}); "
                              f"re-save the checkpoint") from None
+    except (OSError, KeyError, RuntimeError) as err:  # h5py: truncated, not HDF5, broken structure
+        raise damaged(weights, reason_of(err), REDO) from None
     return LoadedEncoder(encoder, model_cfg, path / VOCAB_FILE, lowercase, "bertbench")
 
 

@@ -21,6 +21,18 @@ HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_approximate", "gelu_fast": "
                   "gelu_pytorch_tanh": "gelu_approximate"}
 
 
+def damaged(path, reason, fix="re-export it, or copy it again from an intact copy"):
+    """The one-line error for a weights file that cannot be read as it was written (truncated,
+    bit-flipped): it names the file, what the reader said, and the fix."""
+    return BertbenchError(f"{path} is damaged ({reason}); {fix}")
+
+
+def reason_of(err):
+    """The first line of what a reader (h5py, safetensors, TensorFlow) said about a file."""
+    text = getattr(err, "message", None) or (err.args[0] if isinstance(err, KeyError) and err.args else str(err))
+    return (str(text).strip() or type(err).__name__).splitlines()[0]
+
+
 def model_config_of(encoder):
     """The ModelConfig a BertEncoder was built with (ModelConfig's fields are the encoder's)."""
     return ModelConfig(**{field.name: getattr(encoder, field.name) for field in dataclasses.fields(ModelConfig)})
@@ -129,7 +141,11 @@ def load_keras_hub_preset(path):
     if (path / "tokenizer.json").is_file():
         tokenizer = json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))
         lowercase = bool(tokenizer.get("config", {}).get("lowercase", True))
-    encoder = from_keras_hub(keras_hub.models.BertBackbone.from_preset(str(path)))
+    try:
+        backbone = keras_hub.models.BertBackbone.from_preset(str(path))
+    except (OSError, KeyError, RuntimeError) as err:  # h5py: truncated, not HDF5, broken structure
+        raise damaged(path / "model.weights.h5", reason_of(err)) from None
+    encoder = from_keras_hub(backbone)
     return encoder, model_config_of(encoder), vocab_path, lowercase, "keras-hub"
 
 
@@ -199,9 +215,14 @@ def load_converted(path):
 def _from_safetensors(path, model_cfg):
     """keras-hub's offline converter (maps every weight, pooler included), then our own config."""
     import keras_hub
+    from safetensors import SafetensorError
 
-    backbone = keras_hub.models.BertBackbone.from_preset(
-        str(path), num_segments=model_cfg.num_segments, dropout=model_cfg.dropout)
+    try:
+        backbone = keras_hub.models.BertBackbone.from_preset(
+            str(path), num_segments=model_cfg.num_segments, dropout=model_cfg.dropout)
+    except (SafetensorError, OSError) as err:  # truncated, a broken header
+        name = "model.safetensors" if (path / "model.safetensors").is_file() else "model.safetensors.index.json"
+        raise damaged(path / name, reason_of(err), "download or convert it again") from None
     return from_keras_hub(backbone, activation=model_cfg.activation,
                           layer_norm_epsilon=model_cfg.layer_norm_epsilon,
                           initializer_range=model_cfg.initializer_range)
@@ -243,7 +264,10 @@ def _from_tf_checkpoint(prefix, model_cfg):
 
     from bertbench.model.encoder import build_encoder
 
-    reader = tf.train.load_checkpoint(prefix)
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except tf.errors.OpError as err:  # a truncated or bit-flipped index
+        raise damaged(f"{prefix}.index", reason_of(err), "download it again") from None
     encoder = build_encoder(model_cfg)
     names = google_names(model_cfg.num_layers)
     for layer_name in weighted_layer_names(model_cfg.num_layers):
@@ -255,6 +279,9 @@ def _from_tf_checkpoint(prefix, model_cfg):
                 raise BertbenchError(f"{prefix} lacks variable {name}; it is not a google-research/"
                                      f"bert BERT checkpoint of this config")
             # Attention kernels/biases are [H, A, d] / [A, d] in keras; [H, H] / [H] in the ckpt.
-            values.append(reader.get_tensor(name).reshape(variable.shape))
+            try:
+                values.append(reader.get_tensor(name).reshape(variable.shape))
+            except tf.errors.OpError as err:  # truncated data shard, bad checksum
+                raise damaged(f"{prefix}.data-*", reason_of(err), "download it again") from None
         layer.set_weights(values)
     return encoder

@@ -2,14 +2,23 @@
 
 A lock file per run, created with O_CREAT|O_EXCL, holds its owner's pid and host. A lock whose
 process is gone (same host, pid not alive) is stale and is broken, under a short-lived breaker lock.
+
+The locks live in the runs folder, beside what they protect; the records live in the results folder.
+A runner also claims its results folder (`ResultsClaim`, `<results>/<experiment>/<scale>/.runner-*.json`,
+naming its runs folder by the id that folder keeps in `RUNS_ID_FILE`): a second runner on the same
+results with another runs folder (say a relative --runs from another working directory) would not see
+the first one's locks, so it is refused, unless both run different shards of the plan.
 """
 
 import json
 import os
 import socket
 import time
+import uuid
 from pathlib import Path
 
+from bertbench.errors import BertbenchError
+from bertbench.files import write_json_atomic
 from bertbench.results.records import now_iso
 
 
@@ -96,3 +105,93 @@ class RunLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+# ---------------------------------------------------------------------------------------------
+# A runner's claim on a results folder
+
+RUNS_ID_FILE = "runs_folder_id"  # in a runs folder: a random id, the same whatever path reaches it
+
+
+def runs_folder_id(runs):
+    """The id of the runs folder `runs`, created on first use (by a link, so a reader never sees half
+    of it and two runners cannot both create one): the same folder reached by other paths, mounts or
+    hosts has the same id; another folder has another."""
+    runs = Path(runs)
+    path = runs / RUNS_ID_FILE
+    if not path.is_file():
+        runs.mkdir(parents=True, exist_ok=True)
+        for stale in runs.glob(f".{RUNS_ID_FILE}.*.tmp"):  # a runner killed while making one
+            _remove_if_dead(stale)
+        tmp = runs / f".{RUNS_ID_FILE}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        tmp.write_text(uuid.uuid4().hex + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another runner made it first: theirs is the id
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path.read_text().strip()
+
+
+def _shards_differ(a, b):
+    """Different shards of one split ('0/2' and '1/2'): their plans share no run."""
+    return bool(a and b) and a != b and a.split("/")[-1] == b.split("/")[-1]
+
+
+def _remove_if_dead(path):
+    """Remove the temporary file `path` (`.<name>.<pid>.<hex>.tmp`, bertbench.files) if its writer is gone."""
+    pid = path.name.split(".")[-3] if path.name.count(".") >= 3 else ""
+    if pid.isdigit() and not _pid_alive(int(pid)):
+        path.unlink(missing_ok=True)
+
+
+def remove_dead_temporaries(folder):
+    """Remove the temporary files of atomic writes under `folder` whose process is gone: what a runner
+    killed mid-write left. Call it only while no runner on another host writes there (a pid means
+    nothing elsewhere): holding a ResultsClaim alone, or a run's lock for its folder."""
+    for path in Path(folder).rglob(".*.tmp"):
+        _remove_if_dead(path)
+
+
+class ResultsClaim:
+    """`with ResultsClaim(folder, runs, shard):` while a runner fills `folder` (<results>/<experiment>/
+    <scale>) from the runs folder `runs`. Refused with a BertbenchError when a live runner fills it
+    from another runs folder and the two are not different shards of one split. The claim is written
+    before the others are read, so of two runners starting together at least one sees the other."""
+
+    def __init__(self, folder, runs, shard=None):
+        self.folder, self.runs, self.shard = Path(folder), Path(runs), shard
+        self.alone = False  # no other live runner fills the folder (then its leftovers can be cleaned)
+        self.path = self.folder / f".runner-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+
+    def __enter__(self):
+        mine = {"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso(),
+                "runs": str(self.runs.resolve()), "runs_id": runs_folder_id(self.runs), "shard": self.shard}
+        write_json_atomic(self.path, mine)
+        try:
+            others = [other for other in sorted(self.folder.glob(".runner-*.json")) if self._check(other, mine)]
+            self.alone = not others
+        except BaseException:
+            self.path.unlink(missing_ok=True)
+            raise
+        return self
+
+    def _check(self, other, mine):
+        """True when `other` is a live runner's claim that may run beside this one; raises when not."""
+        owner = _read_owner(other)
+        if other == self.path:
+            return False
+        if owner and _is_stale(owner, other):  # a runner killed on this host
+            other.unlink(missing_ok=True)
+            return False
+        if not owner or owner.get("runs_id") == mine["runs_id"] or _shards_differ(owner.get("shard"), self.shard):
+            return True
+        raise BertbenchError(
+            f"{self.folder} is being filled by another runner (pid {owner.get('pid')} on {owner.get('host')}, "
+            f"since {owner.get('since')}) from the runs folder {owner.get('runs')}, not {mine['runs']}: "
+            f"pass --runs {owner.get('runs')} to share its work, or wait until it ends (if it is gone, "
+            f"delete {other})")
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)

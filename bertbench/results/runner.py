@@ -29,7 +29,7 @@ from bertbench.resources import resolve_data_dir
 from bertbench.progress import Progress
 from bertbench.results import records
 from bertbench.results.estimate import estimate_lines
-from bertbench.results.locks import RunLock
+from bertbench.results.locks import ResultsClaim, RunLock, remove_dead_temporaries
 from bertbench.results.provenance import provenance
 from bertbench.results.tables import write_tables
 
@@ -98,8 +98,10 @@ class Runner:
     """Runs one plan; `run()` returns counts {'ran', 'cached', 'reused', 'failed', 'skipped'}."""
 
     def __init__(self, plan, results="results", runs="runs", backend=None, strategy="default", data_dir=None,
-                 out=print, poll_s=1.0, progress=None):
+                 out=print, poll_s=1.0, progress=None, shard=None):
         self.plan, self.results, self.runs = plan, Path(results), Path(runs)
+        # "I/N" when the plan is one shard: other shards may fill the results from other runs folders
+        self.shard = "{}/{}".format(*parse_shard(shard)) if shard else None
         self.progress = progress  # the plan's bar: None = on a terminal only, False = never (--quiet)
         self.bar = Progress(0, enabled=False)
         self.backend = backend or Backend()
@@ -117,7 +119,10 @@ class Runner:
     def run(self):
         pending = list(self.plan.pretrains)
         total = len(self.plan.pretrains) + len(self.plan.finetunes)
-        with Progress(total, label="run", unit="run", enabled=self.progress) as self.bar:
+        with ResultsClaim(self.records.parent, self.runs, self.shard) as claim, \
+                Progress(total, label="run", unit="run", enabled=self.progress) as self.bar:
+            if claim.alone:  # nobody else writes here: what a killed runner left half-written goes
+                remove_dead_temporaries(self.records.parent)
             while pending:
                 waiting = [p for p in pending if not self._group(p)]
                 if len(waiting) == len(pending):
@@ -174,6 +179,8 @@ class Runner:
             if record:
                 self.counts["reused"] += 1
                 return "reused", record
+            if run_path.parent.is_dir():  # ours alone under the lock: a killed attempt's half-written files go
+                remove_dead_temporaries(run_path.parent)
             started, start = records.now_iso(), time.perf_counter()
             try:
                 output = execute()
@@ -353,7 +360,7 @@ def run_experiment(experiment, scale="ci", *, seeds=None, data_dir=None, only=No
                      data_dir=data_dir, shard=shard, experiments=experiments, pretrain_seeds=pretrain_seeds)
     data_path = data_root(plan.scale, data_dir)
     counts = Runner(plan, results, runs, backend=backend, strategy=strategy, data_dir=data_path, out=out,
-                    progress=progress).run()
+                    progress=progress, shard=shard).run()
     out(" ".join(f"{k}={v}" for k, v in counts.items()))
     if tables:
         out(write_tables(plan.experiment, plan.scale.name, results))
@@ -371,7 +378,8 @@ def where_written(plan, results, runs, counts):
         if not isinstance(record, dict):
             continue
         if record.get("run_id") in ids or f"pretrain-{record.get('pretrain_id')}" in ids:
-            key = ((record.get("git") or {}).get("commit", "?")[:7], (record.get("hardware") or {}).get("hostname", "?"))
+            key = (str((record.get("git") or {}).get("commit") or "?")[:7],  # None outside a git checkout
+                   str((record.get("hardware") or {}).get("hostname") or "?"))
             origins[key] = origins.get(key, 0) + 1
     lines = [f"records: {recs}", f"tables: {recs.parent}/table.{{md,csv,tex}}",
              f"checkpoints and run folders: {runs}"]
