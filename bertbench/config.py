@@ -12,6 +12,8 @@ import typing
 from pathlib import Path
 
 from bertbench.errors import ConfigError, did_you_mean, unknown_name
+from bertbench.files import read_text_utf8
+from bertbench.model.precision import PRECISIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +45,7 @@ class ModelConfig:
                               f"model.num_heads={self.num_heads}; pick sizes where H % A == 0")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        _check_ranges(self, "model", {"layer_norm_epsilon": _POSITIVE, "initializer_range": _POSITIVE})
         _check_choice("model.activation", self.activation, ("gelu", "gelu_approximate"))
         _check_choice("model.attention", self.attention, ("bidirectional", "causal"))
 
@@ -108,16 +111,17 @@ class PretrainConfig:
     phase2_max_seq_length: int = 512  # the paper's second phase length
     phase2_fraction: float = 0.0  # fraction of steps at phase-2 length; the paper used 0.1
     heldout_fraction: float = 0.01  # documents held out for the MLM perplexity of Table 6
-    precision: str = "float32"  # or "mixed_bfloat16" (CPUs with avx512_bf16, TPUs, recent GPUs)
+    precision: str = "auto"  # per device (model/precision.py); float32, mixed_bfloat16, mixed_float16
     jit_compile: bool = False  # XLA; helps only the smallest shapes on CPU
     checkpoint_every: int = 1000  # steps between checkpoints
-    keep_checkpoints: int = 3  # CheckpointManager max_to_keep
+    keep_checkpoints: int = 3  # newest checkpoints kept (the last good one is never removed: pretraining/checkpoints.py)
     log_every: int = 50  # steps between logged metrics
     seed: int = 0
 
     def __post_init__(self):
         _check_choice("pretrain.objective", self.objective, OBJECTIVES)
-        _check_choice("pretrain.precision", self.precision, ("float32", "mixed_bfloat16"))
+        _check_ranges(self, "pretrain", _PRETRAIN_RANGES)
+        _check_choice("pretrain.precision", self.precision, PRECISIONS)
         if len(self.masking) != 3 or any(f < 0 for f in self.masking) or abs(sum(self.masking) - 1) > 1e-6:
             raise ConfigError(f"pretrain.masking must be three non-negative MASK/SAME/RND fractions "
                               f"summing to 1, got {list(self.masking)}")
@@ -149,6 +153,8 @@ class PretrainConfig:
 
 FEATURE_LAYERS = ("", "embeddings", "second_to_last", "last", "sum_last_four", "concat_last_four", "sum_all")
 
+FINETUNE_PADDINGS = ("full", "dynamic", "bucketed")  # finetune.padding (see FinetuneConfig)
+
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig:
@@ -175,6 +181,11 @@ class FinetuneConfig:
     max_train_examples: int = 0  # 0 = all; small scales cap training sets
     max_eval_examples: int = 0  # 0 = all
     source: str = "files"  # "files" (standard layouts under the data dir) or "tfds" (prepared TFDS)
+    # Training batches: "full" (every row at max_seq_length), "dynamic" (each batch cut to its longest
+    # row: same rows and order, ~2x faster on short-sentence tasks, but dropout masks are drawn for the
+    # cut shape, so a run moves like another seed's) or "bucketed" (rows of similar length batched
+    # together, then cut). Kinds whose numbers depend on the padding (SQuAD spans) always use "full".
+    padding: str = "full"
     seed: int = 0
 
     @property
@@ -188,6 +199,8 @@ class FinetuneConfig:
 
     def __post_init__(self):
         _check_choice("finetune.source", self.source, ("files", "tfds"))
+        _check_choice("finetune.padding", self.padding, FINETUNE_PADDINGS)
+        _check_ranges(self, "finetune", _FINETUNE_RANGES)
         _check_choice("finetune.head", self.head, ("default", "bilstm"))
         _check_choice("finetune.feature_layers", self.feature_layers, FEATURE_LAYERS)
         if self.feature_learning_rate <= 0 or self.feature_epochs < 0:
@@ -199,6 +212,39 @@ class FinetuneConfig:
                 raise ConfigError(f"finetune.{name} must be positive, got {getattr(self, name)}")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ConfigError(f"finetune.warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+
+
+# Ranges of the numeric fields that the __post_init__ checks above do not cover: (low, high, closed
+# at low, closed at high); a float must also be finite. One table per section, one message shape.
+_POSITIVE, _NON_NEGATIVE = (0, math.inf, False, False), (0, math.inf, True, False)
+_PROBABILITY, _FRACTION = (0, 1, True, True), (0, 1, True, False)
+_PRETRAIN_RANGES = {
+    "short_seq_prob": _PROBABILITY, "max_predictions_per_seq": _NON_NEGATIVE, "learning_rate": _POSITIVE,
+    "weight_decay": _NON_NEGATIVE, "adam_beta_1": _FRACTION, "adam_beta_2": _FRACTION,
+    "adam_epsilon": _POSITIVE, "clip_norm": _NON_NEGATIVE,  # 0 = no clipping
+    "phase2_max_seq_length": (8, math.inf, True, False), "heldout_fraction": _FRACTION, "seed": _NON_NEGATIVE,
+}
+_FINETUNE_RANGES = {
+    "weight_decay": _NON_NEGATIVE, "dropout": _FRACTION, "max_train_examples": _NON_NEGATIVE,
+    "max_eval_examples": _NON_NEGATIVE, "seed": _NON_NEGATIVE,
+}
+
+
+def _check_ranges(config, section, ranges):
+    """A ConfigError naming `section.field` for the first value outside its range (or not finite)."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{section}.{field.name} must be a finite number, got {value}; set a number")
+        if field.name not in ranges or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        low, high, low_closed, high_closed = ranges[field.name]
+        if (value < low or value > high or (value == low and not low_closed)
+                or (value == high and not high_closed)):
+            bound = f"{'>=' if low_closed else '>'} {low}" if high == math.inf else \
+                f"in {'[' if low_closed else '('}{low}, {high}{']' if high_closed else ')'}"
+            raise ConfigError(f"{section}.{field.name} must be {bound}, got {value}; "
+                              f"set it with --set {section}.{field.name}=VALUE")
 
 
 def _check_choice(key, value, choices):
@@ -233,7 +279,9 @@ def from_dict(cls, data, prefix=""):
     kwargs = {}
     for key, value in data.items():
         if key not in hints or key not in names:
-            raise ConfigError(f"unknown setting '{prefix}{key}'{did_you_mean(key, names)}")
+            close = did_you_mean(f"{prefix}{key}", [f"{prefix}{n}" for n in names])
+            raise ConfigError(f"unknown setting '{prefix}{key}'{close}; see the fields of {cls.__name__} in "
+                              f"bertbench/config.py")
         kwargs[key] = _coerce(hints[key], value, f"{prefix}{key}")
     return cls(**kwargs)
 
@@ -308,6 +356,6 @@ def load_toml(path):
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}; check the path")
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(read_text_utf8(path))
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: malformed TOML ({err}); fix the file") from None

@@ -35,7 +35,8 @@ def shared_cache(tmp_path_factory, monkeypatch):
 
 def small_cfg(**overrides):
     fields = dict(num_steps=20, warmup_steps=2, batch_size=8, max_seq_length=32, log_every=5,
-                  checkpoint_every=10, heldout_fraction=0.05, learning_rate=1e-3)
+                  checkpoint_every=10, heldout_fraction=0.05, learning_rate=1e-3,
+                  precision="float32")  # "auto" would pick bf16 on CPUs that have it: same test everywhere
     fields.update(overrides)
     return PretrainConfig(**fields)
 
@@ -149,7 +150,8 @@ RUN_SCRIPT = textwrap.dedent("""
     from bertbench.config import PretrainConfig, model_preset
     from bertbench.pretraining.loop import pretrain
     cfg = PretrainConfig(num_steps=60, warmup_steps=6, batch_size=8, max_seq_length=32, log_every=5,
-                         checkpoint_every=10, heldout_fraction=0.05, learning_rate=1e-3)
+                         checkpoint_every=10, heldout_fraction=0.05, learning_rate=1e-3,
+                         precision="float32")
     pretrain(model_preset("tiny", num_layers=1, hidden_dim=32, num_heads=2), cfg, sys.argv[1], verbose=False)
 """)
 
@@ -185,7 +187,8 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     from bertbench.pretraining.loop import pretrain
     model = model_preset("tiny", num_layers=1, hidden_dim=32, num_heads=2, dropout=0.0)
     cfg = PretrainConfig(num_steps=20, warmup_steps=2, batch_size=8, max_seq_length=32, log_every=5,
-                         checkpoint_every=20, heldout_fraction=0.05, learning_rate=1e-3)
+                         checkpoint_every=20, heldout_fraction=0.05, learning_rate=1e-3,
+                         precision="float32")
     out = {}
     for strategy in ("default", "mirrored"):
         out[strategy] = pretrain(model, cfg, f"{sys.argv[1]}/{strategy}", strategy=strategy, verbose=False)

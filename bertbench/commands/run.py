@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from bertbench.backend import load_backend
+from bertbench.files import check_writable_dir
 from bertbench.model.strategy import STRATEGIES
 from bertbench.results.power import power_lines
 from bertbench.results.runner import describe, make_plan, run_experiment
@@ -30,7 +31,9 @@ def add_arguments(parser):
     parser.add_argument("--runs", default=None,
                         help="checkpoints and run folders (default: runs/ for the default --results, else "
                              "<results>/runs, so a new --results folder re-measures everything)")
-    parser.add_argument("--strategy", default="default", choices=STRATEGIES, help="tf.distribute strategy")
+    parser.add_argument("--strategy", default="default", choices=[s for s in STRATEGIES if s != "multiworker"],
+                        help="tf.distribute strategy of every run (multiworker is for `pretrain`: a plan's locks "
+                             "and records are per process; spread a plan over machines with --shard)")
     parser.add_argument("--experiments", default=None, help="folder of experiment TOML files")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (it is drawn on a terminal only)")
     parser.add_argument("--backend", default=None, metavar="MODULE:NAME",
@@ -62,6 +65,8 @@ def main(args):
         if existing:  # what the records measured so far say about the seeds this plan needs
             print("\n".join(power_lines(existing, plan.experiment)))
         return 0
+    check_writable_dir(args.results, "--results")  # a dry run writes nothing: only a run needs them
+    check_writable_dir(args.runs, "--runs")
     counts = run_experiment(args.experiment, args.scale, seeds=args.seeds, data_dir=args.data_dir, only=only,
                             columns=columns, baseline=args.baseline, shard=args.shard, results=args.results,
                             runs=args.runs, strategy=args.strategy, backend=load_backend(args.backend),

@@ -8,6 +8,7 @@
     export.py           encoders out to keras-hub preset and Hugging Face folders (`export`)
     optimization.py     AdamW with warmup + linear decay (google-research/bert optimization.py)
     strategy.py         tf.distribute strategies by name, one per name per process
+    precision.py        the dtype policy: pretrain.precision, "auto" resolved per device (TPU, GPU, CPU flags)
     presets.py          the model presets' sizes and parameter counts (`models`)
     extract_features.py per-token hidden states as JSON lines (`features`)
 """

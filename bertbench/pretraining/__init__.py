@@ -9,5 +9,8 @@
                    masking inside tf.data)
     objectives.py  MLM (+ NSP) and left-to-right LM heads and losses (BertPretrainer)
     loop.py        the training loop: strategy, checkpoints and resume, held-out evaluation, export
+    checkpoints.py a run folder between runs: its stored config (reruns with another one refused), the
+                   newest intact and finite checkpoint, "good" only after a finite next loss, full disks
+    workers.py     multi-worker roles: chief-only writes, every worker in a save, per-worker input
     accounting.py  phases, token positions and FLOPs of a run, from its configs alone
 """

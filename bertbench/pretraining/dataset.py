@@ -5,6 +5,13 @@ shards (`bertbench.pretraining.tfrecords`: `pretrain-data`'s or google-research/
 content). `pretraining_input` picks the source of a config's corpus. Masking is static (fixed masks
 from numpy, `masking.mask_tokens`, or as stored in the TFRecords) or dynamic (fresh masks per batch
 inside tf.data, `masking.tf_mask_tokens`, keras-hub/RoBERTa style).
+
+Multi-worker input (`bertbench.pretraining.workers`): shard=(index, count) keeps every count-th
+instance of the shuffled stream from `index` on (so the count pipelines' batches together hold the
+instances of the one-process batch), or every count-th TFRecord file when there are enough; the
+dynamic masks of batch k are seeded by (seed, k * count + index), distinct per worker and the same on
+a rerun; `start` skips that many batches (a resumed run: distributed iterators are not
+checkpointable), the mask counter counting on from there.
 """
 
 from bertbench.errors import BertbenchError
@@ -34,10 +41,12 @@ def pretraining_input(cfg, tokenizer):
     return corpus, cfg
 
 
-def train_dataset(corpus, cfg, seq_length, batch_size):
-    """The endless, shuffled, dynamically (or statically) masked training stream of a corpus."""
+def train_dataset(corpus, cfg, seq_length, batch_size, shard=None, start=0):
+    """The endless, shuffled, dynamically (or statically) masked training stream of a corpus.
+
+    shard=(index, count): one input pipeline's part of it (multi-worker), from batch `start` on."""
     return pretraining_dataset(cfg, corpus.tokenizer, batch_size=batch_size, seq_length=seq_length, seed=cfg.seed,
-                               repeat=True, **_source(corpus))
+                               repeat=True, shard=shard, start=start, **_source(corpus))
 
 
 def heldout_dataset(corpus, cfg, seq_length, batch_size):
@@ -59,7 +68,7 @@ def _source(corpus, head=False):
 
 def pretraining_dataset(pretrain_cfg, tokenizer, documents=None, tfrecord_paths=None, batch_size=None,
                         seq_length=None, seed=None, repeat=True, shuffle=True, drop_remainder=True,
-                        tfrecord_features=None):
+                        tfrecord_features=None, shard=None, start=0):
     """Batches of (features, labels) for the pretraining loop.
 
     Source: `tfrecord_paths` (shards of `pretrain-data` or google-research/bert; `tfrecord_features`:
@@ -81,6 +90,7 @@ def pretraining_dataset(pretrain_cfg, tokenizer, documents=None, tfrecord_paths=
     masked copies up front. With repeat=True the stream is endless; batches drop the remainder
     unless drop_remainder=False (for one full held-out pass: repeat=False, shuffle=False, a fixed
     seed gives the same masks on every call).
+    shard / start: multi-worker input, see the module docstring.
     """
     import tensorflow as tf
 
@@ -91,11 +101,16 @@ def pretraining_dataset(pretrain_cfg, tokenizer, documents=None, tfrecord_paths=
     spec = masking_spec_for(tokenizer, cfg, seq_length)
     dynamic = cfg.dynamic_masking and cfg.objective != "ltr"
     if tfrecord_paths is not None:
-        ds = read_tfrecords(tfrecord_paths, seq_length, spec.max_predictions, tfrecord_features).map(_from_record)
+        by_file = shard is not None and len(tfrecord_paths) >= shard[1]
+        paths = list(tfrecord_paths)[shard[0]::shard[1]] if by_file else tfrecord_paths
+        ds = read_tfrecords(paths, seq_length, spec.max_predictions, tfrecord_features).map(_from_record)
+        if shard is not None and not by_file:
+            ds = ds.shard(shard[1], shard[0])
         if shuffle:
             ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
         ds = ds.repeat() if repeat else ds
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        ds = ds.skip(start) if start else ds
     else:
         arrays = _instance_arrays(cfg, tokenizer, documents, spec, seq_length, seed, dynamic)
         tensors = {k: tf.constant(v) for k, v in arrays.items()}
@@ -103,10 +118,12 @@ def pretraining_dataset(pretrain_cfg, tokenizer, documents=None, tfrecord_paths=
         if shuffle:
             ds = ds.shuffle(len(arrays["token_ids"]), seed=seed, reshuffle_each_iteration=True)
         ds = ds.repeat() if repeat else ds
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(
-            lambda idx: {k: tf.gather(t, idx) for k, t in tensors.items()})
-    finish = _batch_finisher(cfg, spec, seed, dynamic, tokenizer.pad_id)
-    ds = ds.enumerate().map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.shard(shard[1], shard[0]) if shard is not None else ds
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        ds = (ds.skip(start) if start else ds).map(lambda idx: {k: tf.gather(t, idx) for k, t in tensors.items()})
+    finish = _batch_finisher(cfg, spec, seed, dynamic, tokenizer.pad_id, shard)
+    ds = (ds.enumerate(start=start) if start else ds.enumerate()).map(
+        finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -140,11 +157,13 @@ def _from_record(example):
     return out
 
 
-def _batch_finisher(cfg, spec, seed, dynamic, pad_id):
+def _batch_finisher(cfg, spec, seed, dynamic, pad_id, shard=None):
     """(batch counter, batch of internal layout) -> (features, labels) of the documented contract."""
     import tensorflow as tf
 
     def finish(step, batch):
+        if shard is not None:  # one mask stream per input pipeline
+            step = step * shard[1] + shard[0]
         token_ids = tf.cast(batch["token_ids"], tf.int32)
         seq = tf.shape(token_ids)[1]
         padding_mask = tf.cast(tf.range(seq)[None, :] < tf.cast(batch["lengths"], tf.int32)[:, None], tf.int32)

@@ -2,9 +2,10 @@
 command's library part; the command is bertbench.commands.pretrain).
 
 One custom loop inside a `tf.distribute` strategy: AdamW with warmup + linear decay, global-norm
-clipping, checkpoints every N steps (tf.train.CheckpointManager, model + optimizer + data iterator, so
-a rerun resumes and ends where an uninterrupted run would), TensorBoard logs, a JSON summary, and a
-stop with a clear message on a non-finite loss (the last good checkpoint is kept).
+clipping, checkpoints every N steps (pretraining.checkpoints: model + optimizer + data iterator, so a
+rerun resumes from the newest intact one and ends where an uninterrupted run would; a rerun with
+another config is refused), TensorBoard logs, a JSON summary, and a stop with a clear message on a
+non-finite loss (the last good checkpoint is kept).
 """
 
 import dataclasses
@@ -14,12 +15,15 @@ import time
 from pathlib import Path
 
 from bertbench.config import to_dict
-from bertbench.errors import BertbenchError, ConfigError
-from bertbench.files import write_json_atomic
+from bertbench.errors import ConfigError
+from bertbench.files import write_json_atomic, write_text_atomic
 from bertbench.model.checkpoint import save_encoder
+from bertbench.model.precision import resolve_precision, wrap_optimizer
 from bertbench.model.strategy import get_strategy
 from bertbench.pretraining.accounting import estimate_flops, phase_tokens, phases, step_tokens
+from bertbench.pretraining.checkpoints import CheckpointPolicy, check_run_config, read_history, store_run_config
 from bertbench.pretraining.dataset import heldout_dataset, pretraining_input, train_dataset
+from bertbench.pretraining.workers import DISTRIBUTED_INPUT, distributed_iterator, save_checkpoint, worker_role
 from bertbench.progress import Progress
 from bertbench.text.tokenizer import load_tokenizer
 
@@ -51,13 +55,16 @@ class Trainer:
             self.model = BertPretrainer(self.encoder, cfg.objective, activation=model_cfg.activation,
                                         layer_norm_epsilon=model_cfg.layer_norm_epsilon,
                                         initializer_range=model_cfg.initializer_range)
-            self.optimizer = create_optimizer(cfg.learning_rate, cfg.num_steps, cfg.warmup_steps,
-                                              cfg.weight_decay, cfg.adam_beta_1, cfg.adam_beta_2,
-                                              cfg.adam_epsilon, cfg.clip_norm)
+            self.optimizer = wrap_optimizer(create_optimizer(
+                cfg.learning_rate, cfg.num_steps, cfg.warmup_steps, cfg.weight_decay, cfg.adam_beta_1,
+                cfg.adam_beta_2, cfg.adam_epsilon, cfg.clip_norm), keras.config.dtype_policy().name)
         self._keras, self._tf = keras, tf
+        self._loss_scaled = isinstance(self.optimizer, keras.mixed_precision.LossScaleOptimizer)
+        self.role = worker_role(strategy)  # the chief writes; every worker computes
+        on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)  # TPUs run XLA: fixed shapes, one graph
         self._train_step = tf.function(self._distributed_train_step)
-        self._eval_step = tf.function(self._distributed_eval_step)
-        self._grads = tf.function(self._replica_grads, jit_compile=cfg.jit_compile)
+        self._eval_step = tf.function(self._distributed_eval_step if self.role.count == 1 else self._local_eval_step)
+        self._grads = tf.function(self._replica_grads, jit_compile=cfg.jit_compile or on_tpu)
 
     def build(self, batch):
         """Create every variable (model and optimizer slots) before a checkpoint restore."""
@@ -100,6 +107,8 @@ class Trainer:
         with self._tf.GradientTape() as tape:
             sums = loss_sums(self.model(features, training=True), labels, self.cfg.objective)
             loss = total_loss(sums, counts)  # local sums / GLOBAL counts: replicas' gradients add up
+            if self._loss_scaled:  # mixed_float16: scaled up here, unscaled (and checked) by the optimizer
+                loss = self.optimizer.scale_loss(loss)
         grads = tape.gradient(loss, self.model.trainable_variables)
         return grads, sums
 
@@ -124,6 +133,14 @@ class Trainer:
         per_replica = self.strategy.run(step_fn, args=batch)
         return {k: self.strategy.reduce("sum", v, axis=None) for k, v in per_replica.items()}
 
+    def _local_eval_step(self, batch):
+        """Several workers: each evaluates the whole held-out set on its own (no collectives in a
+        finite, uneven pass); the weights are the same on all of them."""
+        from bertbench.pretraining.objectives import loss_sums
+
+        features, labels = batch
+        return loss_sums(self.model(features, training=False), labels, self.cfg.objective)
+
     def train_step(self, batch):
         return {k: float(v) for k, v in self._train_step(batch).items()}
 
@@ -132,7 +149,8 @@ class Trainer:
         from bertbench.pretraining.objectives import summarize
 
         totals = {}
-        for batch in self.strategy.experimental_distribute_dataset(dataset):
+        batches = dataset if self.role.count > 1 else self.strategy.experimental_distribute_dataset(dataset)
+        for batch in batches:
             for k, v in self._eval_step(batch).items():
                 totals[k] = totals.get(k, 0.0) + float(v)
         return summarize(totals)
@@ -169,10 +187,14 @@ def pretrain(model_cfg, cfg, out_dir, strategy="default", export_at=(), verbose=
     import keras
 
     out_dir = Path(out_dir)
+    run_config = check_run_config(out_dir, model_cfg, cfg)  # a rerun with another config is refused
     summary_path = out_dir / "summary.json"
     if summary_path.exists():  # finished earlier: nothing to do
         return json.loads(summary_path.read_text())
-    out_dir.mkdir(parents=True, exist_ok=True)
+    strategy_obj = get_strategy(strategy)  # first: MultiWorkerMirroredStrategy must precede other TF work
+    if worker_role(strategy_obj).is_chief:  # the other workers write nothing here
+        out_dir.mkdir(parents=True, exist_ok=True)
+        store_run_config(out_dir, run_config)
     tokenizer = load_tokenizer(cfg.vocab, cfg.lowercase)
     corpus, cfg = pretraining_input(cfg, tokenizer)  # TFRecords fix the sequence length in cfg
     model_cfg = resolve_model_config(model_cfg, cfg, tokenizer.vocabulary_size)
@@ -180,57 +202,61 @@ def pretrain(model_cfg, cfg, out_dir, strategy="default", export_at=(), verbose=
         raise ConfigError(f"sequence length {max(s for s, _, _ in phases(cfg))} exceeds "
                           f"model.max_sequence_length={model_cfg.max_sequence_length}")
     keras.utils.set_random_seed(cfg.seed)
+    precision = resolve_precision(cfg.precision, strategy_obj)  # "auto": what this machine's devices do best
     previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(cfg.precision)
+    keras.config.set_dtype_policy(precision)
     try:
-        strategy_obj = get_strategy(strategy)
         trainer = Trainer(model_cfg, cfg, strategy_obj)
-        summary = _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokenizer)
+        summary = _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokenizer,
+                         per_worker_input=strategy in DISTRIBUTED_INPUT)
     finally:
         keras.config.set_dtype_policy(previous_policy)
-    summary.update(strategy=strategy, num_replicas=strategy_obj.num_replicas_in_sync,
+    summary.update(strategy=strategy, num_replicas=strategy_obj.num_replicas_in_sync, precision=precision,
                    model=to_dict(model_cfg), pretrain=to_dict(cfg),
                    estimated_flops=estimate_flops(model_cfg, cfg))
+    if not trainer.role.is_chief:
+        return summary
     save_encoder(trainer.encoder, model_cfg, out_dir / "encoder", tokenizer.vocab_path, cfg.lowercase,
                  extra={"objective": cfg.objective, "steps": cfg.num_steps})
     write_json_atomic(summary_path, summary)
     return summary
 
 
-def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokenizer):
+def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokenizer, per_worker_input=False):
     import tensorflow as tf
 
-    plan = phases(cfg)
-    datasets = [train_dataset(corpus, cfg, seq, cfg.batch_size) for seq, _, _ in plan]
-    trainer.build(next(iter(datasets[0])))
-    # Plain tf.data iterators (checkpointable, unlike distributed ones); each global batch is split
-    # across replicas by `Trainer.distribute`.
-    iterators = [iter(ds) for ds in datasets]
+    plan, role = phases(cfg), trainer.role
+    checkpointed, start_input = _inputs(trainer, corpus, cfg, plan, per_worker_input)
+    # Under loss scaling a skipped (overflowing) step leaves optimizer.iterations behind the steps
+    # taken: the steps are then counted apart (checkpointed), so a resume meets the data where it was.
+    counter = tf.Variable(0, dtype=tf.int64, trainable=False) if trainer._loss_scaled else None
     ckpt = tf.train.Checkpoint(model=trainer.model, optimizer=trainer.optimizer,
-                               dropout_rng=_seed_states(trainer.model),
-                               **{f"data_phase{i}": it for i, it in enumerate(iterators)})
-    manager = tf.train.CheckpointManager(ckpt, str(out_dir / "ckpt"), max_to_keep=cfg.keep_checkpoints)
-    if manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-    step = int(trainer.optimizer.iterations.numpy())
+                               dropout_rng=_seed_states(trainer.model), **checkpointed,
+                               **({"trained_steps": counter} if counter is not None else {}))
+    manager = CheckpointPolicy(ckpt, out_dir / "ckpt", cfg.keep_checkpoints, trainer.model.variables,
+                               writer=role.is_chief)
+    manager.restore()  # the newest intact checkpoint with finite weights
+    step = int((trainer.optimizer.iterations if counter is None else counter).numpy())
+    next_batch = start_input(step)  # per phase: () -> the next (distributed) global batch
     heldout = heldout_dataset(corpus, cfg, cfg.max_seq_length, cfg.batch_size)
     initial_path = out_dir / "initial_eval.json"
-    if not initial_path.exists():  # step-0 held-out metrics, kept across resumes
+    if role.is_chief and not initial_path.exists():  # step-0 held-out metrics, kept across resumes
         write_json_atomic(initial_path, trainer.evaluate(heldout) if step == 0 else {})
-    writer = tf.summary.create_file_writer(str(out_dir / "logs"))
-    _truncate_history(out_dir / "metrics.jsonl", step)
+    writer = tf.summary.create_file_writer(str(out_dir / "logs")) if role.is_chief else tf.summary.create_noop_writer()
+    if role.is_chief:
+        _truncate_history(out_dir / "metrics.jsonl", step)
     progress, window, started = _Progress(cfg.num_steps, verbose, step), {}, time.perf_counter()
     resumed_from = step
     for phase, (seq, first, end) in enumerate(plan):
         while first <= step < end:
-            sums = trainer.train_step(trainer.distribute(next(iterators[phase])))
+            sums = trainer.train_step(next_batch[phase]())
             step += 1
+            if counter is not None:
+                counter.assign(step)
             loss = sums["lm_loss_sum"] / max(sums["lm_count"], 1.0)
             loss += sums.get("nsp_loss_sum", 0.0) / max(sums.get("nsp_count", 1.0), 1.0)
             if not math.isfinite(loss):
-                kept = manager.latest_checkpoint or "none (no checkpoint written yet)"
-                raise BertbenchError(f"non-finite loss ({loss}) at step {step}; stopped. Last good checkpoint: "
-                                     f"{kept}. Lower pretrain.learning_rate or check the data")
+                raise manager.non_finite(loss, step, out_dir, cfg.learning_rate)
             for k, v in sums.items():
                 window[k] = window.get(k, 0.0) + v
             if step % cfg.log_every == 0 or step == cfg.num_steps:
@@ -238,19 +264,50 @@ def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokeniz
                 window = {}
             else:
                 progress.update(step, step_tokens(cfg.batch_size, seq), {"loss": loss})
-            if step % cfg.checkpoint_every == 0 or step == cfg.num_steps:
-                manager.save(checkpoint_number=step)
-            if step in export_at:
+            if step in export_at and role.is_chief:  # before the checkpoint: a kill between them exports again
                 save_encoder(trainer.encoder, model_cfg, out_dir / f"encoder_step{step}", tokenizer.vocab_path,
                              cfg.lowercase, extra={"objective": cfg.objective, "steps": step})
+            if step % cfg.checkpoint_every == 0 or step == cfg.num_steps:
+                save_checkpoint(ckpt, manager, role, step)  # every worker takes part
     train_time = time.perf_counter() - started
-    final = trainer.evaluate(heldout)
+    final = trainer.evaluate(heldout) if role.is_chief else {}
     tokens = phase_tokens(plan, cfg.batch_size, resumed_from)  # trained in this process (resumes skip steps)
     return {"status": "ok", "steps": step, "resumed_from_step": resumed_from, "train_wall_time_s": train_time,
             "tokens_seen": phase_tokens(plan, cfg.batch_size, 0),
             "tokens_per_s": tokens / max(train_time, 1e-9),
-            "initial_heldout": json.loads(initial_path.read_text()), "heldout": final,
+            "initial_heldout": json.loads(initial_path.read_text()) if role.is_chief else {}, "heldout": final,
             "unigram_baseline": corpus.unigram_baseline(), "corpus": corpus.stats()}
+
+
+def _inputs(trainer, corpus, cfg, plan, per_worker):
+    """(iterators to checkpoint by name, start(step) -> per phase a function giving the next batch);
+    builds the model's and optimizer's variables from a first batch."""
+    if not per_worker:
+        datasets = [train_dataset(corpus, cfg, seq, cfg.batch_size) for seq, _, _ in plan]
+        trainer.build(next(iter(datasets[0])))
+        # Plain tf.data iterators (checkpointable, unlike distributed ones); each global batch is split
+        # across replicas by `Trainer.distribute`.
+        iterators = [iter(ds) for ds in datasets]
+        return ({f"data_phase{i}": it for i, it in enumerate(iterators)},
+                lambda step: [lambda it=it: trainer.distribute(next(it)) for it in iterators])
+    role = trainer.role
+    trainer.build(next(iter(train_dataset(corpus, cfg, plan[0][0], 1, shard=(role.index, role.count)))))
+
+    def start(step):  # distributed iterators are not checkpointable: each worker's stream skips to `step`
+        def phase_fn(phase, seq, first):
+            def dataset_fn(batch, shard, local):
+                dataset = train_dataset(corpus, cfg, seq, batch, shard, start=max(step - first, 0) * local)
+                if phase == 0:  # one process trains on the second (reshuffled) pass of phase 0's dataset,
+                    iter(dataset)  # its first built the model: the same pass here, the same instances
+                return dataset
+
+            return dataset_fn
+
+        iterators = [distributed_iterator(trainer.strategy, cfg.batch_size, phase_fn(phase, seq, first))
+                     for phase, (seq, first, _) in enumerate(plan)]
+        return [lambda it=it: next(it) for it in iterators]
+
+    return {}, start
 
 
 def _seed_states(model):
@@ -263,10 +320,10 @@ def _seed_states(model):
 
 
 def _truncate_history(path, step):
-    """Drop logged lines past the restored step: a resumed run logs those steps again."""
+    """Drop logged lines past the restored step (a resumed run logs those steps again) and a last
+    line cut by a kill; rewritten atomically."""
     if path.exists():
-        lines = [l for l in path.read_text().splitlines() if l and json.loads(l)["step"] <= step]
-        path.write_text("".join(l + "\n" for l in lines))
+        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in read_history(path) if r["step"] <= step))
 
 
 def _log(writer, out_dir, step, window, trainer, progress, cfg, seq):
@@ -279,7 +336,8 @@ def _log(writer, out_dir, step, window, trainer, progress, cfg, seq):
     with writer.as_default(step=step):
         for k, v in metrics.items():
             tf.summary.scalar(k, v)
-    with open(out_dir / "metrics.jsonl", "a") as handle:  # the loss curve, for checks
-        handle.write(json.dumps({"step": step, **metrics}) + "\n")
+    if trainer.role.is_chief:
+        with open(out_dir / "metrics.jsonl", "a") as handle:  # the loss curve, for checks
+            handle.write(json.dumps({"step": step, **metrics}) + "\n")
     shown = {k: v for k, v in metrics.items() if k != "lm_perplexity"}
     progress.update(step, step_tokens(cfg.batch_size, seq), shown, force=True)
