@@ -199,3 +199,20 @@ def test_pretraining_seeds_replicate_each_variant_and_keep_seed_zero_ids():
     assert set(three.variants_of(three.variant_pretrain["ltr_no_nsp"])) == {"ltr_no_nsp", "ltr_bilstm"}
     with pytest.raises(ConfigError, match="pretrain-seeds must be at least 1"):
         plan("ablation_nsp", pretrain_seeds=0)
+
+
+def test_a_later_field_at_its_old_behaviour_keeps_the_run_id():
+    """finetune.padding came after the committed runs: "full" (what they did) keeps their ids; another
+    padding is another run."""
+    import dataclasses
+
+    from bertbench.config import FinetuneConfig, to_dict
+    from bertbench.experiments.ids import HASH_VERSION, content_id, finetune_payload
+
+    cfg = FinetuneConfig(task="sst2")
+    old = {k: v for k, v in to_dict(cfg).items() if k != "padding"}
+    before = content_id({"hash_version": HASH_VERSION, "kind": "finetune", "pretrain_id": "p", "init": "i",
+                         "finetune": old, "data": "sample"})
+    assert content_id(finetune_payload("p", "i", cfg, "sample")) == before
+    dynamic = dataclasses.replace(cfg, padding="dynamic")
+    assert content_id(finetune_payload("p", "i", dynamic, "sample")) != before

@@ -136,6 +136,41 @@ def test_every_code_point_splits_and_normalises_like_reference(lowercase, minilm
             assert [w.decode("utf-8") for w in words] == ref.tokenize(text), repr(text)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("lowercase", [True, False], ids=["uncased", "cased"])
+def test_every_code_point_gives_reference_ids_on_the_fast_path(lowercase, minilm_vocab):
+    """`tokenize` (FastWordpiece splitting after our normalisation, ASCII texts only lower-cased)
+    against the reference ids, every assigned code point in a word, alone, after a capital sigma,
+    beside punctuation and in an ASCII text with it."""
+    ours, ref = WordPieceTokenizer(minilm_vocab, lowercase=lowercase), FullTokenizer(
+        minilm_vocab, do_lower_case=lowercase)
+    chars = [chr(cp) for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF
+             and unicodedata.category(chr(cp)) not in ("Cn", "Co")
+             and (unicodedata.category(chr(cp)) != "Lo" or cp % 7 == 0)]
+    texts = [f"a{c}b {c} Σ{c}x ({c}) Don{c}t" for c in chars]
+    texts += [f"Ab{c}cd e{c} {c}F" for c in map(chr, range(128))]  # the ASCII branch
+    for text, ids in zip(texts, ours.tokenize(texts)):
+        assert ids == ref.ids(text), repr(text)
+
+
+def test_fast_path_ascii_controls_long_words_and_mixed_batches(minilm_vocab):
+    texts = ["ab\x0bcd x\x0cy", "a\x01b c\x7fd", "tab\there\r\nend", "Word " + "A" * 100,
+             "Word " + "B" * 101, "naïve Café", "plain ASCII text.", "é" * 60 + "x" * 41, "",
+             "x\x1fy \x1cz", "UPPER lower MiXeD", "混合 text", "end\x0b"]
+    for lower in (True, False):
+        ours = WordPieceTokenizer(minilm_vocab, lowercase=lower)
+        ref = FullTokenizer(minilm_vocab, do_lower_case=lower)
+        expected = [ref.ids(t) for t in texts]
+        assert ours.tokenize(texts) == expected
+        assert ours.tokenize(texts[::-1]) == expected[::-1]  # rows reassembled in order
+        assert ours.tokenize(texts * 3)[len(texts):2 * len(texts)] == expected
+    ours, plain = WordPieceTokenizer(minilm_vocab), ["UPPER lower MiXeD.", "naïve Café", "tab\there"]
+    redone, exact_path = [], ours.tf_tokenize  # text without [UNK] never takes the exact path
+    ours.tf_tokenize = lambda batch: redone.append(list(batch)) or exact_path(batch)
+    assert ours.tokenize(plain) == [FullTokenizer(minilm_vocab).ids(t) for t in plain]
+    assert not redone
+
+
 def _normalise(text, lowercase):
     """The original normalisation of a span (clean, lower, NFD, strip Mn), without splitting."""
     text = "".join(c for c in text if c not in "\x00\ufffd" and (

@@ -11,6 +11,20 @@ import json
 from bertbench.config import to_dict
 
 HASH_VERSION = 1  # bump to invalidate every cached run after a change in what configs mean
+# Fields added to a config after HASH_VERSION 1, with the default that reproduces the runs from before
+# them: at that default they stay out of the payload, so the committed runs keep their ids.
+LATER_FIELDS = {"finetune": {"padding": "full"}}
+
+
+def without_later_defaults(section, data):
+    """A config dict of `section` without its LATER_FIELDS that hold their default (a record written
+    before such a field and one written after it at its default describe the same run)."""
+    later = LATER_FIELDS.get(section, {})
+    return {k: v for k, v in data.items() if k not in later or v != later[k]}
+
+
+def _payload_dict(section, config):
+    return without_later_defaults(section, to_dict(config))
 
 
 def content_id(payload):
@@ -34,4 +48,4 @@ def finetune_payload(pretrain_id, init, finetune, data):
     """What a fine-tuning run depends on: its pretraining, the encoder it starts from, its config, and
     which data it reads ("sample" or "external"; not the path)."""
     return {"hash_version": HASH_VERSION, "kind": "finetune", "pretrain_id": pretrain_id, "init": init,
-            "finetune": to_dict(finetune), "data": data}
+            "finetune": _payload_dict("finetune", finetune), "data": data}

@@ -19,6 +19,9 @@ from bertbench.finetuning.prediction_files import (parse_label, read_index_file,
                                                    write_index_file)
 
 FEATURE_BASED = False  # no frozen-encoder variant (finetune.feature_layers is for tagging)
+# Dynamic padding (finetuning.data) leaves the logits equal up to float rounding: attention masks
+# padding out and the sentence vector is read at real positions.
+PADDING_INVARIANT = True
 ROW_FORM = "labels"  # bertbench.evaluation.per_example
 
 

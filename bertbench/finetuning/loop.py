@@ -26,22 +26,30 @@ the data (capped subsets, tf.data) from bertbench.finetuning.data. Grid search: 
 - Idempotent: an existing out_dir/record.json is returned as is.
 """
 
+import collections
+import dataclasses
 import json
 import math
 import shutil
 import time
 import warnings
+import weakref
 from pathlib import Path
 
 from bertbench.config import to_dict
 from bertbench.errors import BertbenchError, ConfigError
 from bertbench.files import write_json_atomic
-from bertbench.finetuning.data import load_split, make_dataset
+from bertbench.finetuning.data import PADDINGS, encode_cached, length_batches, load_split, make_dataset, restore_order
 from bertbench.finetuning.init import prepare_init, restore_encoder
 from bertbench.finetuning.kinds import kind_of
 from bertbench.finetuning.submission import glue_test_sets, with_placeholder_labels
 from bertbench.model.strategy import get_strategy
 from bertbench.tasks import get_task
+
+TRACED_MODELS = 6  # compiled models kept per process (a `run` goes variant by variant over ~5 tasks)
+_TRACED = collections.OrderedDict()  # graph key -> a compiled model whose training step is traced
+_FORWARD = weakref.WeakKeyDictionary()  # model -> its traced prediction function
+
 
 
 def check_config(spec, kind, cfg, model_cfg):
@@ -66,13 +74,41 @@ def build_model(spec, kind, init, cfg, num_steps, strategy):
     return model
 
 
+def reuse_traced(model, key, strategy):
+    """A model whose training step is already traced, holding `model`'s values, or `model` itself.
+
+    Tracing the training step takes seconds, and every run builds a new model: a `run` traces ~25
+    times. Runs of one process with the same graph (the `key`: task, settings but the seed, encoder,
+    steps, padding, strategy, precision) reuse the first one's compiled model, with every variable
+    (weights, dropout seed states, fresh optimizer slots and step) set from the run's own freshly
+    built `model`: the same graph on the same values computes the same numbers.
+    """
+    cached = _TRACED.get(key)
+    with strategy.scope():
+        model.optimizer.build(model.trainable_variables)
+    fresh = model.variables + model.optimizer.variables
+    layout = [(tuple(v.shape), str(v.dtype)) for v in fresh]
+    if cached is None or layout != [(tuple(v.shape), str(v.dtype)) for v in cached.variables + cached.optimizer.variables]:
+        _TRACED[key] = model
+        while len(_TRACED) > TRACED_MODELS:
+            _TRACED.popitem(last=False)
+        return model
+    for source, target in zip(fresh, cached.variables + cached.optimizer.variables, strict=True):
+        target.assign(source)
+    _TRACED.move_to_end(key)
+    return cached
+
+
 def finetune(finetune_cfg, init, out_dir, data_dir=None, strategy="default", model_cfg=None, vocab="sample",
              verbose=False, predict_test=False, diagnostic=None):
     """Fine-tune on finetune_cfg.task, score on dev, write predictions + record.json -> record.
 
     init: a checkpoint dir, or None with `model_cfg` (+ tokenizer `vocab`) for random init;
     strategy: a bertbench.model.strategy name or a tf.distribute.Strategy; verbose: progress bars
-    (on a terminal); predict_test: also the GLUE test files (`diagnostic`: the AX file for MNLI).
+    (on a terminal); predict_test: also the GLUE test files (`diagnostic`: the AX file for MNLI);
+    finetune_cfg.padding sets the training batches' padding (finetuning.data.make_dataset); kinds that
+    are not PADDING_INVARIANT always train at full length. Prediction is length-sorted and cut whatever
+    the padding, where the kind allows it (same numbers as full length).
     """
     import keras
 
@@ -82,6 +118,7 @@ def finetune(finetune_cfg, init, out_dir, data_dir=None, strategy="default", mod
     cfg = finetune_cfg
     spec = get_task(cfg.task)
     kind = kind_of(spec)
+    padding = _training_padding(cfg.padding, kind)
     tests, notes = glue_test_sets(spec, data_dir, cfg.source, diagnostic) if predict_test else ([], [])
     setup = prepare_init(init, model_cfg, vocab, cfg.lowercase)
     check_config(spec, kind, cfg, setup.model_cfg)
@@ -89,12 +126,14 @@ def finetune(finetune_cfg, init, out_dir, data_dir=None, strategy="default", mod
     train_examples, _ = load_split(spec, "train", data_dir, cfg.max_train_examples, cfg.source)
     evals = {split: load_split(spec, split, data_dir, cfg.max_eval_examples, cfg.source)
              for split in spec.eval_splits}
-    train = kind.encode(spec, train_examples, setup.tokenizer, cfg)
+    train = encode_cached(kind, spec, train_examples, setup.tokenizer, cfg)
     num_steps = max(1, math.ceil(cfg.effective_epochs * len(train) / cfg.batch_size))
     strategy = get_strategy(strategy) if isinstance(strategy, str) else strategy
     model = build_model(spec, kind, setup, cfg, num_steps, strategy)
+    model = reuse_traced(model, (spec.name, repr(dataclasses.replace(cfg, seed=0)), repr(setup.model_cfg),
+                                 num_steps, padding, id(strategy), keras.config.dtype_policy().name), strategy)
     shutil.rmtree(out_dir / "logs", ignore_errors=True)  # an interrupted attempt's curve
-    history, wall, writer = _train(model, train, cfg, num_steps, out_dir / "logs", verbose)
+    history, wall, writer = _train(model, train, cfg, num_steps, out_dir / "logs", verbose, padding)
     out_dir.mkdir(parents=True, exist_ok=True)
     by_split, paths, predicted = {}, {}, {}
     for split, (examples, indices) in evals.items():
@@ -112,6 +151,7 @@ def finetune(finetune_cfg, init, out_dir, data_dir=None, strategy="default", mod
         record["test_predictions"] = predict_tests(spec, kind, model, setup, cfg, tests, out_dir / "test",
                                                    verbose)
         record["test_notes"] = notes
+    record["padding"] = padding
     write_json_atomic(out_dir / "record.json", record)
     return record
 
@@ -125,7 +165,14 @@ def _finished(out_dir, predict_test):
     return record
 
 
-def _train(model, train, cfg, num_steps, logdir, verbose):
+def _training_padding(padding, kind):
+    """The padding of training batches: the one asked for where the kind's numbers allow it, else full."""
+    if padding not in PADDINGS:
+        raise ConfigError(f"padding={padding!r} is not one of {', '.join(PADDINGS)}; pick one")
+    return padding if kind.PADDING_INVARIANT else "full"
+
+
+def _train(model, train, cfg, num_steps, logdir, verbose, padding="full"):
     """`num_steps` steps over the seeded, reshuffled training set -> (Keras history, wall seconds,
     the TensorBoard writer of `logdir`)."""
     from bertbench.finetuning.logs import TrainMonitor
@@ -135,7 +182,7 @@ def _train(model, train, cfg, num_steps, logdir, verbose):
     with warnings.catch_warnings():  # span/tagging/BiLSTM heads do not use the [CLS] pooler: expected
         warnings.filterwarnings("ignore", message=r"Gradients do not exist for variables "
                                 r"\['pooled_dense/kernel', 'pooled_dense/bias'\]")
-        history = model.fit(make_dataset(train, cfg.batch_size, training=True, seed=cfg.seed),
+        history = model.fit(make_dataset(train, cfg.batch_size, training=True, seed=cfg.seed, padding=padding),
                             epochs=1, steps_per_epoch=num_steps, shuffle=False, verbose=0,
                             callbacks=[monitor])
     return history, time.time() - start, monitor.writer
@@ -149,13 +196,33 @@ def _log_dev(writer, step, by_split):
                                  for name, value in values.items()})
 
 
-def predict(model, encoded, cfg, label, verbose):
-    """Logits of every row of `encoded` (batches of 2 x batch_size), with a bar when verbose."""
+def predict(model, encoded, cfg, label, verbose, dynamic=True):
+    """Logits of every row of `encoded` (batches of 2 x batch_size), with a bar when verbose.
+
+    dynamic: rows sorted by length, batched, each batch cut to its length (finetuning.data), run
+    through one function traced once for any batch and length (`model.predict` would trace again for
+    each new shape), the logits put back in the rows' order; else `model.predict` at full length.
+    """
+    import tensorflow as tf
+
     from bertbench.finetuning.logs import PredictMonitor
 
     batch = 2 * cfg.batch_size
     monitor = PredictMonitor(math.ceil(len(encoded) / batch), label=label, verbose=verbose)
-    return model.predict(make_dataset(encoded, batch, training=False), verbose=0, callbacks=[monitor])
+    if not dynamic:
+        return model.predict(make_dataset(encoded, batch, training=False), verbose=0, callbacks=[monitor])
+    if model not in _FORWARD:  # traced once per model, for every batch size and length
+        signature = {k: tf.TensorSpec([None] * v.ndim, tf.as_dtype(v.dtype)) for k, v in encoded.inputs.items()}
+        held = weakref.ref(model)  # the function must not keep its model (the key) alive
+        _FORWARD[model] = tf.function(lambda inputs: held()(inputs, training=False), input_signature=[signature],
+                                     autograph=False)
+    forward = _FORWARD[model]
+    batches, outputs = length_batches(encoded, batch), []
+    for _, inputs in batches:
+        outputs.append(forward(inputs).numpy())
+        monitor.bar.update(1)
+    monitor.bar.close()
+    return restore_order([rows for rows, _ in batches], outputs, len(encoded), encoded.inputs["token_ids"].shape[-1])
 
 
 def evaluate_split(spec, kind, model, examples, indices, init, cfg, stem, verbose=False):
@@ -164,9 +231,9 @@ def evaluate_split(spec, kind, model, examples, indices, init, cfg, stem, verbos
     `indices` are the examples' positions in the split's file.
     Returns (metrics, prediction path, predictions).
     """
-    encoded = kind.encode(spec, examples, init.tokenizer, cfg)
+    encoded = encode_cached(kind, spec, examples, init.tokenizer, cfg)
     split = Path(stem).name.partition("_")[2] or "dev"  # predictions[_<split>]
-    logits = predict(model, encoded, cfg, f"predict {spec.name} {split}", verbose)
+    logits = predict(model, encoded, cfg, f"predict {spec.name} {split}", verbose, kind.PADDING_INVARIANT)
     predictions = kind.predict(spec, examples, encoded, logits, cfg)
     path = kind.write_predictions(stem, examples, indices, predictions)
     return kind.score(spec, examples, predictions), path, predictions
@@ -178,7 +245,7 @@ def predict_tests(spec, kind, model, init, cfg, tests, folder, verbose=False):
     paths = {}
     for stem, examples in tests:
         encoded = kind.encode(spec, with_placeholder_labels(spec, examples), init.tokenizer, cfg)
-        logits = predict(model, encoded, cfg, f"predict {stem} test", verbose)
+        logits = predict(model, encoded, cfg, f"predict {stem} test", verbose, kind.PADDING_INVARIANT)
         predictions = kind.predict(spec, examples, encoded, logits, cfg)
         path = kind.write_predictions(folder / stem, examples, range(len(examples)), predictions)
         paths[path.name] = str(path)
@@ -199,6 +266,8 @@ def dev_statistics(spec, kind, train_examples, examples, predictions):
 
 def _record(spec, cfg, init, strategy, evals, by_split, paths, trained):
     """The run record: metrics of the first dev split under plain names, the others prefixed."""
+    import keras
+
     first = spec.eval_splits[0]
     metrics = dict(by_split[first])
     for split in spec.eval_splits[1:]:
@@ -213,6 +282,7 @@ def _record(spec, cfg, init, strategy, evals, by_split, paths, trained):
         "train_wall_time_s": trained["train_wall_time_s"], "steps": trained["steps"],
         "final_train_loss": trained["final_train_loss"], "config": to_dict(cfg), "init": init.record,
         "strategy": type(strategy).__name__, "num_replicas": int(strategy.num_replicas_in_sync),
+        "precision": keras.config.dtype_policy().name,  # fine-tuning computes under the global policy
         "predictions_path": str(paths[first]),
         "predictions_paths": {s: str(p) for s, p in paths.items()},
     }

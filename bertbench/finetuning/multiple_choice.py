@@ -20,6 +20,7 @@ from bertbench.finetuning.prediction_files import (parse_label, read_index_file,
                                                    write_index_file)
 
 FEATURE_BASED = False
+PADDING_INVARIANT = True  # as classification, per (context, ending) row
 ROW_FORM = "labels"  # bertbench.evaluation.per_example (accuracy of choice indices)
 loss = classification.loss  # y_true [b] choice ids, y_pred [b, choices] logits
 single_prediction = classification.single_prediction  # always the same ending: a collapsed run

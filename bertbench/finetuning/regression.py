@@ -16,6 +16,7 @@ from bertbench.finetuning.prediction_files import read_index_file, require_gold,
 from bertbench.tasks.base import data_error
 
 FEATURE_BASED = False
+PADDING_INVARIANT = True  # as classification: the sentence vector ignores padding
 ROW_FORM = "scores"  # bertbench.evaluation.per_example
 single_prediction = classification.single_prediction  # a constant score: correlations undefined (0)
 score = classification.score  # the named GLUE metrics of the same gold labels

@@ -28,6 +28,10 @@ from bertbench.tasks.base import require_file
 from bertbench.tasks.squad import gold_answers, squad_version
 
 FEATURE_BASED = False
+# Not invariant to padding, as google-research/bert run_squad: the start/end softmax of the loss and the
+# n-best search (top n_best_size positions, padding included) both see the padding positions, so
+# SQuAD windows always run at full max_seq_length.
+PADDING_INVARIANT = False
 ROW_FORM = "squad"  # bertbench.evaluation.per_example: per-question official exact / f1
 
 

@@ -21,6 +21,9 @@ from bertbench.tasks import conll
 from bertbench.tasks.base import TaggingExample, data_error
 
 FEATURE_BASED = True  # finetune.feature_layers: frozen encoder + BiLSTM (Table 7)
+# Loss and predictions read first pieces only, the BiLSTMs skip masked steps: padding changes nothing
+# but float rounding (finetuning.data dynamic padding).
+PADDING_INVARIANT = True
 ROW_FORM = "chunks"  # bertbench.evaluation.per_example: per-sentence conlleval counts
 IGNORE_LABEL = -1  # label of positions that take no part in loss or prediction
 

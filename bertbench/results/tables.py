@@ -27,6 +27,7 @@ import numpy as np
 from bertbench import files
 from bertbench.config import to_dict
 from bertbench.errors import BertbenchError
+from bertbench.experiments.ids import without_later_defaults
 from bertbench.experiments.plan import expand
 from bertbench.results.cells import cell_stats, majority, ok_records, table_cells
 from bertbench.results.comparisons import REFERENCE, holm_adjust, paired
@@ -171,7 +172,7 @@ def current_records(records, plan):
 
 
 def _without_seed(cfg):
-    return tuple(sorted((k, str(v)) for k, v in cfg.items() if k != "seed"))
+    return tuple(sorted((k, str(v)) for k, v in without_later_defaults("finetune", cfg).items() if k != "seed"))
 
 
 def table_records(experiment, scale, results="results"):

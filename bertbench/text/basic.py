@@ -13,6 +13,11 @@ tables (TF 2.21) predate Python 3.11's Unicode 14: the ~40 newer capitals it lea
 lower-cased by explicit replacements first (found at start-up, so another Python version adapts).
 Tests compare every assigned code point with the original; the one known gap is final-sigma context
 next to those ~40 letters.
+
+The fast path (`fast_patterns`, `tf_fast_normalize`) keeps the cleaning and normalisation and leaves
+the splits to tensorflow-text's FastWordpiece pre-tokenizer, whose tables are measured on every
+character at start-up (`pretokenizer_classes`) and corrected or routed to the exact path where they
+differ from the original's.
 """
 
 import functools
@@ -31,12 +36,13 @@ def _graph_patterns(lowercase):
         cased = sorted(classes["cased"])
         with tf.init_scope():  # eager even when first called while tracing
             icu = tf.strings.lower(" ".join(cased), encoding="utf-8").numpy().decode("utf-8")
-        fixes = [(re2_class(c), c.lower()) for c, low in zip(cased, icu.split(" "))
+        fixes = [(re2_class(c), c.lower(), c) for c, low in zip(cased, icu.split(" "))
                  if low != c.lower()]
     return {"delete": re2_class(classes["delete"]), "space": re2_class(classes["space"]),
             "cjk": re2_class(classes["cjk"]), "mark": re2_class(classes["mark"]),
             "delim": f"{re2_class(classes['whitespace'])}+|{re2_class(classes['punct'])}",
-            "keep": re2_class(classes["punct"]), "fixes": tuple(fixes)}
+            "keep": re2_class(classes["punct"]), "fixes": tuple(f[:2] for f in fixes),
+            "fix_chars": "".join(f[2] for f in fixes)}
 
 
 def tf_basic_words(strings, lowercase=True):
@@ -59,6 +65,100 @@ def tf_basic_words(strings, lowercase=True):
     return tf_text.regex_split(x, g["delim"], g["keep"])
 
 
+# ---- the fast path: the cleaning and normalisation as TF ops, the splits left to FastWordpiece ----
+@functools.lru_cache(maxsize=None)
+def pretokenizer_classes():
+    """(spaces, words): the characters tensorflow-text's FastWordpieceTokenizer pre-tokenizer
+    (`no_pretokenization=False`) splits on, and those it makes words of their own (its punctuation
+    and CJK tables, from its ICU), measured on every assigned character: "aXa" is one word (1 piece,
+    [UNK]) when X joins, "a a" when X is a space (2), "a X a" when X is a word of its own (3)."""
+    import tensorflow as tf
+    import tensorflow_text as tf_text
+
+    chars = sorted(char_classes()["assigned"])
+    with tf.init_scope():  # eager even when first called while tracing
+        probe = tf_text.FastWordpieceTokenizer(vocab=["[UNK]", "a"], unknown_token="[UNK]",
+                                               no_pretokenization=False, token_out_type=tf.int32)
+        counts = probe.tokenize(tf.constant([f"a{c}a" for c in chars])).row_lengths().numpy()
+    return (frozenset(c for c, n in zip(chars, counts) if n == 2),
+            frozenset(c for c, n in zip(chars, counts) if n not in (1, 2)))  # anything else splits
+
+
+@functools.lru_cache(maxsize=None)
+def fast_patterns(lowercase, vocab_chars):
+    """What the fast path needs: the old path's patterns, `separators` (whitespace but ' ', mapped
+    to ' ' as the original does), `isolate` (the original's punctuation that the pre-tokenizer would
+    leave inside a word: spaced out after normalising), `fallback` (characters the pre-tokenizer
+    splits on but the original does not: such texts take the exact path), `ascii_ok` (on ASCII the
+    pre-tokenizer alone splits like the original) and `ascii_split_deleted` (deleted ASCII controls
+    that it splits on, '\\x0b' '\\x0c': texts with them are not ASCII-fast), `special` (what a
+    text must not hold to be tokenized after lower-casing its ASCII letters alone). The passes
+    for rare characters (the capitals ICU cannot lower-case, CJK ideographs the pre-tokenizer does
+    not know) are left out where no token of the vocabulary (`vocab_chars`: the characters of its
+    tokens) holds what they normalise to: a word with one is [UNK], and its text takes the exact path."""
+    c, g = char_classes(), _graph_patterns(bool(lowercase))
+    spaces, words = pretokenizer_classes()
+    separators = (c["space"] | c["whitespace"]) - c["delete"]  # all become ' ' first
+    original_words = c["punct"] | c["cjk"]
+    kept = c["assigned"] - c["delete"] - separators  # what the pre-tokenizer sees besides ' '
+    isolate = frozenset(x for x in kept & original_words if x not in spaces and x not in words)
+    fallback = frozenset(x for x in kept if (x in spaces or x in words) and x not in original_words)
+    fallback |= (kept & original_words & spaces)
+    ascii_chars = {chr(i) for i in range(128)}
+    ascii_ok = (" " in spaces and not (isolate | fallback) & ascii_chars
+                and all(x in spaces for x in separators & ascii_chars))
+    norm = (lambda x: unicodedata.normalize("NFD", x.lower())) if lowercase else (lambda x: x)
+    # the original splits on whitespace and spaces out CJK before normalising; needless where the
+    # pre-tokenizer splits on the normalised character alike (canonical decompositions are stable)
+    separators = {x for x in separators if not all(y in spaces for y in norm(x))}
+    cjk = {x for x in c["cjk"] if not (len(norm(x)) == 1 and norm(x) in words)}
+    in_vocab = lambda x: not vocab_chars.isdisjoint(unicodedata.normalize("NFD", x))
+    special = {x for x in c["assigned"] - ascii_chars if norm(x) != x} | c["delete"] | isolate | fallback
+    special |= separators | cjk | (c["mark"] if lowercase else set())
+    fast_cjk, fixes = {x for x in cjk if in_vocab(norm(x))}, g["fixes"]
+    fixes = tuple(f for f, x in zip(fixes, g["fix_chars"]) if in_vocab(x)) if lowercase else ()
+    return {**g, "separators": re2_class(separators) if separators else "", "fast_fixes": fixes,
+            "cjk": re2_class(fast_cjk) if fast_cjk else "", "isolate": re2_class(isolate) if isolate else "",
+            "fallback": re2_class(fallback) if fallback else "", "ascii_ok": ascii_ok,
+            "special": re2_class(special), "ascii_deleted": "".join(sorted(c["delete"] & ascii_chars)),
+            "ascii_split_deleted": "".join(sorted(c["delete"] & ascii_chars & (spaces | words)))}
+
+
+def tf_fast_normalize(strings, lowercase, vocab_chars):
+    """The original's cleaning and normalisation without its splits: tf.string [batch] ->
+    (tf.string [batch] for the pre-tokenizer, bool [batch]: the text must take the exact path; None
+    where no character calls for it)."""
+    import tensorflow as tf
+    import tensorflow_text as tf_text
+
+    g = fast_patterns(bool(lowercase), vocab_chars)
+    x = tf.strings.regex_replace(strings, g["delete"], "")
+    if g["separators"]:
+        x = tf.strings.regex_replace(x, g["separators"], " ")
+    if g["cjk"]:
+        x = tf.strings.regex_replace(x, g["cjk"], " \\0 ")  # before NFD, as the original
+    if lowercase:
+        if g["fast_fixes"]:  # one pass per capital, only when a batch holds one of them
+            capitals = "|".join(pattern for pattern, _ in g["fast_fixes"])
+            needed = tf.reduce_any(tf.strings.regex_full_match(x, f"(?s).*(?:{capitals}).*"))
+            x = tf.cond(needed, lambda: _lower_fixes(x, g["fast_fixes"]), lambda: x)
+        x = tf.strings.lower(x, encoding="utf-8")
+        x = tf_text.normalize_utf8(x, "NFD")
+        x = tf.strings.regex_replace(x, g["mark"], "")
+    if g["isolate"]:
+        x = tf.strings.regex_replace(x, g["isolate"], " \\0 ")
+    exact = tf.strings.regex_full_match(x, "(?s).*" + g["fallback"] + ".*") if g["fallback"] else None
+    return x, exact
+
+
+def _lower_fixes(x, fixes):
+    import tensorflow as tf
+
+    for pattern, lower in fixes:
+        x = tf.strings.regex_replace(x, pattern, lower)
+    return x
+
+
 # ---- character classes of the original BasicTokenizer (from Python's unicodedata) -------------
 _CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
                (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
@@ -71,7 +171,8 @@ def char_classes():
 
     delete: NUL, U+FFFD and control (Cc/Cf but tab/newline/CR); space: ' ', tab, newline, CR and
     Zs; cjk: the CJK ideograph blocks; mark: Mn; punct: ASCII punctuation ranges and P*;
-    whitespace: what `str.split()` splits on; cased: characters that `str.lower()` changes.
+    whitespace: what `str.split()` splits on; cased: characters that `str.lower()` changes;
+    assigned: every assigned character but private-use ones.
     """
     by_category = {}
     for ch in map(chr, range(0x110000)):
@@ -88,6 +189,7 @@ def char_classes():
         "punct": frozenset(punct),
         "whitespace": frozenset(c for c in map(chr, range(0x3001)) if c.isspace()),  # <= U+3000
         "cased": frozenset(c for c in letters if c.lower() != c),
+        "assigned": frozenset(c for k, v in by_category.items() if k not in ("Cn", "Co") for c in v),
     }
 
 
