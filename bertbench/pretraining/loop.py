@@ -192,15 +192,15 @@ def pretrain(model_cfg, cfg, out_dir, strategy="default", export_at=(), verbose=
     if summary_path.exists():  # finished earlier: nothing to do
         return json.loads(summary_path.read_text())
     strategy_obj = get_strategy(strategy)  # first: MultiWorkerMirroredStrategy must precede other TF work
-    if worker_role(strategy_obj).is_chief:  # the other workers write nothing here
-        out_dir.mkdir(parents=True, exist_ok=True)
-        store_run_config(out_dir, run_config)
     tokenizer = load_tokenizer(cfg.vocab, cfg.lowercase)
     corpus, cfg = pretraining_input(cfg, tokenizer)  # TFRecords fix the sequence length in cfg
     model_cfg = resolve_model_config(model_cfg, cfg, tokenizer.vocabulary_size)
     if max(seq for seq, _, _ in phases(cfg)) > model_cfg.max_sequence_length:
         raise ConfigError(f"sequence length {max(s for s, _, _ in phases(cfg))} exceeds "
                           f"model.max_sequence_length={model_cfg.max_sequence_length}")
+    if worker_role(strategy_obj).is_chief:  # inputs read and checked: a failed start leaves no --out behind
+        out_dir.mkdir(parents=True, exist_ok=True)  # (the other workers write nothing here)
+        store_run_config(out_dir, run_config)
     keras.utils.set_random_seed(cfg.seed)
     precision = resolve_precision(cfg.precision, strategy_obj)  # "auto": what this machine's devices do best
     previous_policy = keras.config.dtype_policy()
