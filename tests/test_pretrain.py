@@ -98,7 +98,10 @@ def test_same_seed_same_loss_curve(tmp_path):
     b = pretrain(TINY, small_cfg(), tmp_path / "b", verbose=False)
     pretrain(TINY, small_cfg(seed=1), tmp_path / "c", verbose=False)
     assert history(tmp_path / "a") == history(tmp_path / "b")
-    assert a["heldout"] == b["heldout"]
+    assert a["heldout"] == b["heldout"]  # the held-out evaluation at an export leaves training untouched
+    assert list(a["heldout_at_exports"]) == ["10"] and b["heldout_at_exports"] == {}
+    assert a["heldout_at_exports"]["10"].keys() == a["heldout"].keys() != set()
+    assert a["heldout_at_exports"]["10"] != a["heldout"]  # measured at step 10, not at the end
     assert history(tmp_path / "a") != history(tmp_path / "c")
     assert (tmp_path / "a" / "encoder" / "encoder.weights.h5").exists()
     # An encoder exported mid-run (App. C.1's checkpoints) loads, and differs from the final one.

@@ -1,7 +1,7 @@
 """Plans: an experiment at a scale, expanded into resolved runs with content-hash ids.
 
 `expand()` layers the overrides (scale -> experiment's scale -> variant -> variant's scale -> sweep ->
-column -> grid point), resolves every run's configs, validates them (unknown keys fail with a
+column -> column's scale -> grid point), resolves every run's configs, validates them (unknown keys fail with a
 did-you-mean before anything runs) and gives each run its id (`ids.py`): a pretraining shared by
 variants or experiments is one run.
 """
@@ -171,7 +171,7 @@ def _add_finetunes(finetunes, run, cols, grid, seeds):
     """Every column x grid point x seed of one pretraining run, added to `finetunes` by id."""
     for col, point, seed in itertools.product(cols, grid, seeds):
         task = run.scale.proxies.get(col.task, col.task)
-        flat = {**run.layers, **col.set, **point, "finetune.task": task, "finetune.seed": seed}
+        flat = {**run.layers, **col.set, **col.scales.get(run.scale.name, {}), **point, "finetune.task": task, "finetune.seed": seed}
         _, _, ft = resolve_configs(flat, f"{run.where}, column '{col.name}'")
         fid = content_id(finetune_payload(run.pretrain_id, run.init, ft, run.data))
         if fid in finetunes:

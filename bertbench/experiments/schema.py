@@ -43,6 +43,7 @@ class Column:
     metric: str = "accuracy"  # key in the fine-tuning metrics (or a key path in the pretraining summary)
     source: str = "finetune"  # or "pretrain": read from the pretraining summary (Table 6 perplexity)
     set: dict = dataclasses.field(default_factory=dict)
+    scales: dict = dataclasses.field(default_factory=dict)  # scale -> overrides after `set` (e.g. SQuAD's length)
     times100: bool = False  # metric is a fraction: show it x100 (bertbench.evaluation.metrics already gives percent)
     decimals: int = 1
     paper_column: str = ""
@@ -169,7 +170,9 @@ def load_scales(directory=None):
 
 def _column(table, where):
     _check_keys(table, COLUMN_KEYS, where)
-    col = from_dict(Column, {**table, "set": check_overrides(table.get("set"), where)}, prefix=f"{where}: ")
+    scales = {s: check_overrides(t, f"{where} scales.{s}") for s, t in table.get("scales", {}).items()}
+    col = from_dict(Column, {**table, "set": check_overrides(table.get("set"), where), "scales": scales},
+                    prefix=f"{where}: ")
     if col.source not in ("finetune", "pretrain") or (col.source == "finetune" and not col.task):
         raise ConfigError(f"{where}: source must be 'finetune' (with a task) or 'pretrain'")
     try:

@@ -27,6 +27,8 @@ from bertbench.pretraining.workers import DISTRIBUTED_INPUT, distributed_iterato
 from bertbench.progress import Progress
 from bertbench.text.tokenizer import load_tokenizer
 
+HELDOUT_FILE = "heldout.json"  # in each encoder_step<k>/ export: the held-out metrics at step k
+
 
 def resolve_model_config(model_cfg, pretrain_cfg, vocabulary_size):
     """The model config a pretraining run really uses: the tokenizer's vocabulary size, and causal
@@ -267,6 +269,8 @@ def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokeniz
             if step in export_at and role.is_chief:  # before the checkpoint: a kill between them exports again
                 save_encoder(trainer.encoder, model_cfg, out_dir / f"encoder_step{step}", tokenizer.vocab_path,
                              cfg.lowercase, extra={"objective": cfg.objective, "steps": step})
+                # the held-out MLM curve (accuracy/perplexity against steps) at every export
+                write_json_atomic(out_dir / f"encoder_step{step}" / HELDOUT_FILE, trainer.evaluate(heldout))
             if step % cfg.checkpoint_every == 0 or step == cfg.num_steps:
                 save_checkpoint(ckpt, manager, role, step)  # every worker takes part
     train_time = time.perf_counter() - started
@@ -276,7 +280,18 @@ def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokeniz
             "tokens_seen": phase_tokens(plan, cfg.batch_size, 0),
             "tokens_per_s": tokens / max(train_time, 1e-9),
             "initial_heldout": json.loads(initial_path.read_text()) if role.is_chief else {}, "heldout": final,
+            "heldout_at_exports": _heldout_at_exports(out_dir, export_at) if role.is_chief else {},
             "unigram_baseline": corpus.unigram_baseline(), "corpus": corpus.stats()}
+
+
+def _heldout_at_exports(out_dir, export_at):
+    """{step: held-out metrics} of the exported encoders (written when each was exported)."""
+    found = {}
+    for step in sorted(export_at):
+        path = out_dir / f"encoder_step{step}" / HELDOUT_FILE
+        if path.exists():
+            found[str(step)] = json.loads(path.read_text())
+    return found
 
 
 def _inputs(trainer, corpus, cfg, plan, per_worker):
