@@ -1,5 +1,5 @@
 """The executor of an experiment's runs: the runner (bertbench.results.runner) plans, caches and
-records; a Backend does the model work (`pretrain`, `random_init`, `finetune`).
+records; a Backend does the model work (`pretrain`, `random_init`, `reference`, `finetune`).
 
 Tests and other executors replace it with `--backend module:Name` or `path/to/file.py:Name`
 (`load_backend`). Importing this module loads no TensorFlow (the loops import it when they run), so
@@ -14,7 +14,7 @@ from bertbench.config import to_dict
 from bertbench.errors import BertbenchError
 from bertbench.finetuning.init import random_encoder
 from bertbench.finetuning.loop import finetune
-from bertbench.model.checkpoint import save_encoder
+from bertbench.model.checkpoint import load_encoder, save_encoder
 from bertbench.pretraining.loop import pretrain, resolve_model_config
 
 
@@ -32,6 +32,14 @@ class Backend:
         save_encoder(encoder, model_cfg, Path(out_dir) / "encoder", tokenizer.vocab_path, pretrain_cfg.lowercase,
                      extra={"objective": "none (random init)", "steps": 0})
         return {"status": "ok", "steps": 0, "model": to_dict(model_cfg)}
+
+    def reference(self, reference, out_dir):
+        """A reference row's "pretraining": the external checkpoint (experiments/reference.py) converted
+        into a bertbench encoder folder, so its fine-tuning runs start like every other row's."""
+        loaded = load_encoder(reference.path)
+        save_encoder(loaded.encoder, loaded.model_cfg, Path(out_dir) / "encoder", loaded.vocab_path, loaded.lowercase,
+                     extra={"objective": "none (external checkpoint)", "reference": reference.record()})
+        return {"status": "ok", "steps": 0, "model": to_dict(loaded.model_cfg), "source": loaded.source}
 
     def finetune(self, finetune_cfg, init, out_dir, data_dir, strategy="default"):
         return finetune(finetune_cfg, init, out_dir, data_dir, strategy=strategy)

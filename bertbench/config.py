@@ -82,6 +82,12 @@ def model_preset(name, **overrides):
 
 
 OBJECTIVES = ("mlm+nsp", "mlm", "ltr")
+INPUT_FORMATS = ("auto", "segment_pairs", "doc_sentences")  # pretrain.input_format (see PretrainConfig)
+
+
+def default_input_format(objective):
+    """What pretrain.input_format "auto" picks: the format each objective had before the field existed."""
+    return "segment_pairs" if objective == "mlm+nsp" else "doc_sentences"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +99,12 @@ class PretrainConfig:
     lowercase: bool = True  # uncased model, as for GLUE/SQuAD in the paper
     max_seq_length: int = 128  # phase-1 length of the paper (90% of steps)
     short_seq_prob: float = 0.1  # google-research/bert: shorter targets to reduce train/test mismatch
+    # Instances: "segment_pairs" = google-research/bert's [CLS] A [SEP] B [SEP], B the continuation or half
+    # the time another document's text (without NSP its label goes unused: the paper's "No NSP" removed the
+    # loss, not the pairs, as RoBERTa reads it); "doc_sentences" = RoBERTa's DOC-SENTENCES, contiguous whole
+    # sentences of ONE document packed to max_seq_length as one segment (no pairs, so no NSP); "auto" = the
+    # format of each objective before this field: pairs for mlm+nsp, doc_sentences for mlm and ltr.
+    input_format: str = "auto"
     masked_lm_prob: float = 0.15  # the paper's 15%
     max_predictions_per_seq: int = 0  # 0 = ceil(masked_lm_prob * max_seq_length)
     masking: tuple[float, float, float] = (0.8, 0.1, 0.1)  # MASK / SAME / RND fractions (Table 8)
@@ -122,6 +134,11 @@ class PretrainConfig:
         _check_choice("pretrain.objective", self.objective, OBJECTIVES)
         _check_ranges(self, "pretrain", _PRETRAIN_RANGES)
         _check_choice("pretrain.precision", self.precision, PRECISIONS)
+        _check_choice("pretrain.input_format", self.input_format, INPUT_FORMATS)
+        if self.input_format == "doc_sentences" and self.nsp:
+            raise ConfigError("pretrain.input_format='doc_sentences' packs one segment, with no sentence pairs "
+                              "for next-sentence prediction; use objective 'mlm' or 'ltr' with it, or "
+                              "input_format 'segment_pairs' with 'mlm+nsp'")
         if len(self.masking) != 3 or any(f < 0 for f in self.masking) or abs(sum(self.masking) - 1) > 1e-6:
             raise ConfigError(f"pretrain.masking must be three non-negative MASK/SAME/RND fractions "
                               f"summing to 1, got {list(self.masking)}")
@@ -142,6 +159,15 @@ class PretrainConfig:
     @property
     def nsp(self):
         return self.objective == "mlm+nsp"
+
+    @property
+    def instance_format(self):
+        """The input format the instances have: input_format with "auto" resolved for the objective."""
+        return default_input_format(self.objective) if self.input_format == "auto" else self.input_format
+
+    @property
+    def segment_pairs(self):
+        return self.instance_format == "segment_pairs"
 
     def predictions_per_seq(self, seq_length=None):
         """max_predictions_per_seq, resolved for a sequence length (the phase-2 length needs more)."""
@@ -186,6 +212,9 @@ class FinetuneConfig:
     # cut shape, so a run moves like another seed's) or "bucketed" (rows of similar length batched
     # together, then cut). Kinds whose numbers depend on the padding (SQuAD spans) always use "full".
     padding: str = "full"
+    # The dtype policy of the fine-tuning (names of model/precision.py; "auto": bf16 where the device has
+    # it). float32 by default: records and run ids of the fine-tunings from before this field stay valid.
+    precision: str = "float32"
     seed: int = 0
 
     @property
@@ -200,6 +229,7 @@ class FinetuneConfig:
     def __post_init__(self):
         _check_choice("finetune.source", self.source, ("files", "tfds"))
         _check_choice("finetune.padding", self.padding, FINETUNE_PADDINGS)
+        _check_choice("finetune.precision", self.precision, PRECISIONS)
         _check_ranges(self, "finetune", _FINETUNE_RANGES)
         _check_choice("finetune.head", self.head, ("default", "bilstm"))
         _check_choice("finetune.feature_layers", self.feature_layers, FEATURE_LAYERS)

@@ -70,6 +70,8 @@ FILES = {
     "bad_experiments/_scales.toml": (Path(cli.__file__).parents[1] / "experiments" / "_scales.toml").read_text(),
     "bad_experiments/bad.toml": b"[experiment]\ntitle = '\xff'\n",
     "readonly/keep.txt": "x\n",
+    "gpt2/config.json": json.dumps({"model_type": "gpt2", "vocab_size": 8}),
+    "gpt2/vocab.txt": "a\n",
 }
 
 # (id, argv with {placeholders} of FILES and {tmp}, a fragment the message must contain)
@@ -239,6 +241,12 @@ CASES = [
     ("submission-folder-is-file", "submission {afile} --out {tmp}/g.zip", "afile"),
     ("check-calibrate-zero", "check --calibrate 0 --baseline {tmp}/new.json", "--calibrate"),
     ("check-calibrate-baseline-is-folder", "check --calibrate 3 --baseline {adir}", "adir"),
+    ("run-reference-missing", "run ablation_nsp --results {tmp}/r --reference-checkpoint {tmp}/nope",
+     "folder not found"),
+    ("run-reference-not-a-checkpoint", "run ablation_nsp --results {tmp}/r --reference-checkpoint {adir}",
+     "no BERT checkpoint"),
+    ("run-reference-not-bert", "run ablation_nsp --dry-run --results {tmp}/r --reference-checkpoint {gpt2}",
+     "model_type='gpt2'"),
 ]
 
 

@@ -120,8 +120,8 @@ def test_calibrate_then_check(tmp_path, backend):
     assert baseline["check_seeds"] == [0] and baseline["formula"] == FORMULA and baseline["z"] == 3.0
     assert len(baseline["run_ids"]) == 2 + 4  # the 2 pretrainings and the 4 seed-0 fine-tunings
     keys = sorted(baseline["metrics"])
-    assert keys == sorted([f"{v}/{c}/accuracy" for v in ("bert", "no_nsp") for c in ("MRPC", "SST-2")]
-                          + ["bert/pretrain/heldout.lm_perplexity", "no_nsp/pretrain/heldout.lm_perplexity"])
+    assert keys == sorted([f"{v}/{c}/accuracy" for v in ("bert", "no_nsp_full_sentences") for c in ("MRPC", "SST-2")]
+                          + ["bert/pretrain/heldout.lm_perplexity", "no_nsp_full_sentences/pretrain/heldout.lm_perplexity"])
     assert len(count_markers(markers, "pretrain", "done")) == 2  # each variant pretrained once for 3 seeds
     assert sum(count_markers(markers, "finetune", "done").values()) == 12
     entry = baseline["metrics"]["bert/MRPC/accuracy"]

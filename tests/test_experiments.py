@@ -54,7 +54,7 @@ def test_content_id_is_sha256_of_canonical_json():
 def test_same_config_same_id_and_sharing_across_variants_and_experiments():
     nsp = plan("ablation_nsp")
     assert [f.id for f in nsp.finetunes] == [f.id for f in plan("ablation_nsp").finetunes]
-    assert len(nsp.pretrains) == 4  # ltr_bilstm shares ltr_no_nsp's run (its head is a fine-tuning setting)
+    assert len(nsp.pretrains) == 5  # ltr_bilstm shares ltr_no_nsp's run (its head is a fine-tuning setting)
     assert {p.kind for p in nsp.pretrains} == {"pretrain", "random_init"}  # + include_baseline's row
     assert nsp.variant_pretrain["ltr_no_nsp"] == nsp.variant_pretrain["ltr_bilstm"]
     bert = nsp.variant_pretrain["bert"]
@@ -71,8 +71,8 @@ def test_any_resolved_change_gives_a_new_id(tmp_path):
     shutil.copytree(EXPERIMENTS_DIR, tmp_path / "exp")
     path = tmp_path / "exp" / "ablation_nsp.toml"
     base = expand(load_experiment("ablation_nsp", tmp_path / "exp"), "ci")
-    path.write_text(path.read_text().replace('set = { pretrain.objective = "mlm" }',
-                                             'set = { pretrain.objective = "mlm", pretrain.dropout = 0.1 }'))
+    path.write_text(path.read_text().replace('pretrain.input_format = "segment_pairs" }',
+                                             'pretrain.input_format = "segment_pairs", pretrain.dropout = 0.1 }'))
     with pytest.raises(ConfigError, match="unknown setting 'pretrain.dropout' \\(did you mean 'finetune.dropout' or 'model.dropout'\\?\\)"):
         load_experiment("ablation_nsp", tmp_path / "exp")
     path.write_text(path.read_text().replace("pretrain.dropout = 0.1", "model.dropout = 0.2"))
@@ -82,15 +82,15 @@ def test_any_resolved_change_gives_a_new_id(tmp_path):
     ft = {(f.variant, f.column): f.id for f in changed.finetunes}
     assert all((f.id == ft[(f.variant, f.column)]) == (f.variant != "no_nsp") for f in base.finetunes)
     seeds = plan("ablation_nsp", seeds=2).finetunes
-    assert len({f.id for f in seeds}) == len(seeds) == 50  # the seed is part of a fine-tuning id
+    assert len({f.id for f in seeds}) == len(seeds) == 60  # the seed is part of a fine-tuning id
 
 
 def test_config_errors_name_the_file_and_the_fix(tmp_path):
     shutil.copytree(EXPERIMENTS_DIR, tmp_path / "exp")
     path = tmp_path / "exp" / "ablation_nsp.toml"
     text = path.read_text()
-    for bad, message in (('pretrain.objective = "mlm" }', "pretrain.objective='mlmm' is not valid"),
-                         ('pretrain.objective = "mlm" }', "did you mean 'mlm'")):
+    no_nsp = 'pretrain.objective = "mlm", pretrain.input_format = "segment_pairs" }'
+    for bad, message in ((no_nsp, "pretrain.objective='mlmm' is not valid"), (no_nsp, "did you mean 'mlm'")):
         path.write_text(text.replace(bad, bad.replace('"mlm"', '"mlmm"')))
         with pytest.raises(ConfigError, match=message) as err:
             expand(load_experiment("ablation_nsp", tmp_path / "exp"), "ci")
@@ -158,7 +158,7 @@ def test_scales_presets_proxies_and_grid():
     b = base.pretrains[0].pretrain
     assert (b.batch_size, b.num_steps, b.max_seq_length, b.phase2_max_seq_length, b.phase2_fraction,
             b.learning_rate, b.warmup_steps) == (256, 1_000_000, 128, 512, 0.1, 1e-4, 10_000)
-    assert not any(f.proxy_for for f in base.finetunes) and len(base.finetunes) == 5 * 5 * 18
+    assert not any(f.proxy_for for f in base.finetunes) and len(base.finetunes) == 6 * 5 * 18
     squad = next(f for f in base.finetunes if f.task == "squad1")
     assert squad.finetune.max_seq_length == 384
     sizes = {v: (p.model.num_layers, p.model.hidden_dim, p.model.num_heads, p.model.intermediate_dim)
@@ -182,7 +182,8 @@ def test_baseline_is_random_init_and_only_filters():
     p = plan("ablation_nsp", baseline=True, only=["bert"])
     assert [v.name for v in p.variants] == ["bert", "no_pretraining"]
     assert {pre.kind for pre in p.pretrains} == {"pretrain", "random_init"}
-    assert [v.name for v in plan("ablation_nsp").variants] == ["bert", "no_nsp", "ltr_no_nsp", "ltr_bilstm",
+    assert [v.name for v in plan("ablation_nsp").variants] == ["bert", "no_nsp", "no_nsp_full_sentences",
+                                                               "ltr_no_nsp", "ltr_bilstm",
                                                                "no_pretraining"]  # include_baseline
     assert [v.name for v in plan("ablation_nsp", only=["bert", "no_nsp"]).variants] == ["bert", "no_nsp"]
 
@@ -203,15 +204,15 @@ def test_pretraining_seeds_replicate_each_variant_and_keep_seed_zero_ids():
 
 
 def test_a_later_field_at_its_old_behaviour_keeps_the_run_id():
-    """finetune.padding came after the committed runs: "full" (what they did) keeps their ids; another
-    padding is another run."""
+    """finetune.padding and finetune.precision came after the committed runs: "full" and "float32" (what
+    they did) keep their ids; another padding is another run."""
     import dataclasses
 
     from bertbench.config import FinetuneConfig, to_dict
     from bertbench.experiments.ids import HASH_VERSION, content_id, finetune_payload
 
     cfg = FinetuneConfig(task="sst2")
-    old = {k: v for k, v in to_dict(cfg).items() if k != "padding"}
+    old = {k: v for k, v in to_dict(cfg).items() if k not in ("padding", "precision")}
     before = content_id({"hash_version": HASH_VERSION, "kind": "finetune", "pretrain_id": "p", "init": "i",
                          "finetune": old, "data": "sample"})
     assert content_id(finetune_payload("p", "i", cfg, "sample")) == before

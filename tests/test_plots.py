@@ -7,7 +7,7 @@ import pytest
 
 from bertbench.evaluation import stats
 from bertbench.experiments.schema import load_experiment
-from bertbench.results.plots import plot_cells, plot_sweep, sweep_lines
+from bertbench.results.plots import heldout_curves, plot_cells, plot_sweep, sweep_lines
 from bertbench.results.tables import build_table
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -42,3 +42,20 @@ def test_steps_sweep_with_bands(tmp_path):
     assert lines["MNLI-m"]["mlm"][0] == (50, pytest.approx(57.0), low, high)
     assert [point[0] for point in lines["MNLI-m"]["ltr"]] == [50, 100]
     assert plot_sweep(frame, exp, tmp_path / "steps.png").read_bytes()[:8] == PNG
+
+
+def test_steps_png_with_the_no_pretraining_row_and_the_heldout_curve(tmp_path):
+    exp = load_experiment("ablation_steps")
+    recs = [ft(f"mlm@{k}", s, 50.0 + k / 10 + s, experiment="ablation_steps", base_variant="mlm", sweep_value=k)
+            for k in (50, 100) for s in range(3)] + [ft("no_pretraining", s, 49.0 + s, experiment="ablation_steps")
+                                                     for s in range(3)]
+    pretrain = {"kind": "pretrain", "variants": ["mlm@50", "mlm@100"], "metrics": {
+        "steps": 100, "initial_heldout.lm_accuracy": 0.001, "heldout.lm_accuracy": 0.12,
+        "heldout_at_exports.50.lm_accuracy": 0.08, "heldout_at_exports.50.lm_loss": 7.0}}
+    other = {"kind": "pretrain", "variants": ["somewhere_else"], "metrics": {"steps": 9, "heldout.lm_accuracy": 0.5}}
+    assert heldout_curves([pretrain, other], exp) == {"mlm": [(0, 0.1), (50, 8.0), (100, 12.0)]}
+    frame = build_table(recs, exp, [])
+    assert "no_pretraining" not in sweep_lines(frame)["MNLI-m"]  # a flat line, not a sweep line
+    with_curve = plot_sweep(frame, exp, tmp_path / "a.png", [pretrain]).read_bytes()
+    without = plot_sweep(frame, exp, tmp_path / "b.png").read_bytes()
+    assert with_curve[:8] == PNG and with_curve != without

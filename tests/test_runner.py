@@ -71,11 +71,11 @@ def check_complete(tmp_path, plan):
 
 def test_second_run_is_all_cached_and_tables_written(tmp_path):
     first = run(tmp_path)
-    assert first == dict(ran=29, cached=0, reused=0, failed=0, skipped=0)  # 3 pretrainings + random init + 5 x 5
+    assert first == dict(ran=35, cached=0, reused=0, failed=0, skipped=0)  # 4 pretrainings + random init + 6 x 5
     check_complete(tmp_path, make_plan("ablation_nsp"))
     again = run(tmp_path)
-    assert again["ran"] == 0 and again["cached"] == 25 + 4
-    assert len(list((tmp_path / "m").glob("*.done.*"))) == 29  # nothing executed twice
+    assert again["ran"] == 0 and again["cached"] == 30 + 5
+    assert len(list((tmp_path / "m").glob("*.done.*"))) == 35  # nothing executed twice
     table = (tmp_path / "results" / "ablation_nsp" / "ci" / "table.md").read_text()
     assert "| BERT_BASE |" in table and "| + BiLSTM |" in table
 
@@ -83,7 +83,7 @@ def test_second_run_is_all_cached_and_tables_written(tmp_path):
 def test_shared_pretraining_runs_once_across_variants_and_experiments(tmp_path):
     run(tmp_path)
     pre = count(tmp_path / "m", "pretrain", "done")
-    assert len(pre) == 3  # ltr_no_nsp and ltr_bilstm share one
+    assert len(pre) == 4  # ltr_no_nsp and ltr_bilstm share one
     counts = run(tmp_path, "masking_rate")
     mask15 = make_plan("masking_rate").variant_pretrain["mask15"]
     assert count(tmp_path / "m", "pretrain", "done")[mask15] == 1  # = ablation_nsp's bert, not rerun

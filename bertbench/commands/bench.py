@@ -114,6 +114,11 @@ def add_finetune_arguments(parser):
     parser.add_argument("--data-dir", default=d.data_dir, help="data root (default: $BERTBENCH_DATA, then the sample)")
     parser.add_argument("--vocab", default=d.vocab, help="vocab.txt of the tokenizer (default: bundled)")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of the models' weights and batches")
+    parser.add_argument("--task", default=d.task, help="classification task measured (e.g. mrpc, a pair task)")
+    parser.add_argument("--precision", default=d.precision, choices=PRECISIONS,
+                        help="dtype policy of the measured models (auto: this machine's best, as `finetune` picks it)")
+    parser.add_argument("--versus-float32", action="store_true",
+                        help="measure ours in float32 and in --precision side by side (interleaved), no peer")
     parser.add_argument("--json", default=None, metavar="OUT", help="write every figure to this JSON file")
 
 
@@ -121,7 +126,8 @@ def main_finetune(args):
     opts = finetune_bench.FinetuneBench(
         model=args.model, max_seq_length=args.max_seq_length, batch_size=args.batch_size,
         train_examples=args.train_examples, eval_examples=args.eval_examples, steps=args.steps, warmup=args.warmup,
-        rounds=args.rounds, data_dir=args.data_dir, vocab=args.vocab, seed=args.seed)
+        rounds=args.rounds, data_dir=args.data_dir, vocab=args.vocab, seed=args.seed, task=args.task,
+        precision=args.precision, versus_float32=args.versus_float32)
     opts.check()  # before TensorFlow loads: bad arguments fail fast
     if args.json:
         check_writable_file(args.json, "--json")

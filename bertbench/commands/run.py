@@ -5,6 +5,8 @@ import argparse
 from pathlib import Path
 
 from bertbench.backend import load_backend
+from bertbench.errors import BertbenchError
+from bertbench.experiments.reference import inspect_reference
 from bertbench.files import check_writable_dir
 from bertbench.model.strategy import STRATEGIES
 from bertbench.results.power import power_lines
@@ -24,6 +26,12 @@ def add_arguments(parser):
     parser.add_argument("--column", action="append", default=[], metavar="COLUMN",
                         help="run only these table columns, e.g. --column MRPC (repeat, or comma-separate)")
     parser.add_argument("--baseline", action="store_true", help="add the no-pretraining (random init) row")
+    parser.add_argument("--reference-checkpoint", default=None, metavar="DIR",
+                        help="add a row: this BERT checkpoint folder (Hugging Face, google-research/bert, keras-hub "
+                             "preset or bertbench) fine-tuned with the same protocol; `--only reference` runs it alone")
+    parser.add_argument("--reference-name", default=None, metavar="LABEL",
+                        help="the reference row's label: 'Reference: LABEL (external checkpoint)' "
+                             "(default: the folder's name)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (ids, cached or not, cost); run nothing")
     parser.add_argument("--shard", default=None, metavar="I/N", help="run shard I of N (0-based), for clusters")
     parser.add_argument("--results", default="results",
@@ -56,10 +64,15 @@ def runs_folder(results, runs=None):
 def main(args):
     only, columns = _split(args.only), _split(args.column)
     args.runs = runs_folder(args.results, args.runs)
+    if args.reference_name is not None and not args.reference_checkpoint:
+        raise BertbenchError("--reference-name labels a --reference-checkpoint row; "
+                             "pass --reference-checkpoint DIR too")
+    reference = (inspect_reference(args.reference_checkpoint, args.reference_name)  # checked before anything runs
+                 if args.reference_checkpoint else None)
     if args.dry_run:
         plan = make_plan(args.experiment, args.scale, seeds=args.seeds, only=only, columns=columns,
                          baseline=args.baseline, data_dir=args.data_dir, shard=args.shard,
-                         experiments=args.experiments, pretrain_seeds=args.pretrain_seeds)
+                         experiments=args.experiments, pretrain_seeds=args.pretrain_seeds, reference=reference)
         print("\n".join(describe(plan, args.results, args.runs)))
         existing = table_records(plan.experiment, plan.scale.name, args.results)
         if existing:  # what the records measured so far say about the seeds this plan needs
@@ -71,5 +84,5 @@ def main(args):
                             columns=columns, baseline=args.baseline, shard=args.shard, results=args.results,
                             runs=args.runs, strategy=args.strategy, backend=load_backend(args.backend),
                             experiments=args.experiments, pretrain_seeds=args.pretrain_seeds,
-                            progress=False if args.quiet else None)
+                            progress=False if args.quiet else None, reference=reference)
     return 1 if counts["failed"] or counts["skipped"] else 0

@@ -8,18 +8,20 @@ these ids: a change here (or in what configs mean) must bump HASH_VERSION.
 import hashlib
 import json
 
-from bertbench.config import to_dict
+from bertbench.config import default_input_format, to_dict
 
 HASH_VERSION = 1  # bump to invalidate every cached run after a change in what configs mean
 # Fields added to a config after HASH_VERSION 1, with the default that reproduces the runs from before
 # them: at that default they stay out of the payload, so the committed runs keep their ids.
-LATER_FIELDS = {"finetune": {"padding": "full"}}
+LATER_FIELDS = {"finetune": {"padding": "full", "precision": "float32"}, "pretrain": {"input_format": "auto"}}
 
 
 def without_later_defaults(section, data):
     """A config dict of `section` without its LATER_FIELDS that hold their default (a record written
     before such a field and one written after it at its default describe the same run)."""
     later = LATER_FIELDS.get(section, {})
+    if section == "pretrain" and data.get("input_format") == default_input_format(data.get("objective")):
+        data = {**data, "input_format": "auto"}  # set explicitly to what "auto" picks: the same run, the same id
     return {k: v for k, v in data.items() if k not in later or v != later[k]}
 
 
@@ -38,7 +40,8 @@ def pretrain_payload(kind, model, pretrain, export_at=()):
     if kind == "random_init":  # only what the initialisation depends on
         return {"hash_version": HASH_VERSION, "kind": kind, "model": to_dict(model), "vocab": pretrain.vocab,
                 "lowercase": pretrain.lowercase, "seed": pretrain.seed}
-    payload = {"hash_version": HASH_VERSION, "kind": kind, "model": to_dict(model), "pretrain": to_dict(pretrain)}
+    payload = {"hash_version": HASH_VERSION, "kind": kind, "model": to_dict(model),
+               "pretrain": _payload_dict("pretrain", pretrain)}
     if export_at:
         payload["export_at"] = list(export_at)
     return payload

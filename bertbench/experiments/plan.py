@@ -12,17 +12,19 @@ import itertools
 from bertbench.config import MODEL_SIZES, FinetuneConfig, ModelConfig, PretrainConfig, from_dict
 from bertbench.errors import ConfigError, unknown_name
 from bertbench.experiments.ids import content_id, finetune_payload, pretrain_payload
+from bertbench.experiments.reference import KIND, check_fits
 from bertbench.experiments.schema import BASELINE, SECTIONS, Experiment, Scale, check_overrides, load_scales
 
 
 @dataclasses.dataclass(frozen=True)
 class PretrainRun:
     id: str
-    kind: str  # "pretrain", or "random_init" for the no-pretraining baseline
+    kind: str  # "pretrain", "random_init" (the no-pretraining baseline) or "reference" (an external checkpoint)
     model: ModelConfig
     pretrain: PretrainConfig
     export_at: tuple = ()  # extra encoder exports (ablation_steps: one run, fine-tuned at several k)
     pretrain_seed: int = 0  # m of `run --pretrain-seeds M`: pretrain.seed is the variant's seed + m
+    reference: object = None  # kind "reference": the external checkpoint (experiments/reference.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,24 +108,33 @@ def _pick(names, wanted, kind, exp):
     return [n for n in names if n in wanted]
 
 
+def _rows(exp, only, baseline, references):
+    """The variants a plan runs: all (or --only's), the no-pretraining baseline with --baseline or
+    include_baseline (or --only no_pretraining); "reference" in --only: the references without the others."""
+    candidates = list(exp.variants) + [BASELINE]
+    only_refs = bool(references) and KIND in (only or ())
+    only = [n for n in only if n != KIND] if only_refs else only
+    keep = set(_pick([v.name for v in candidates], only, "variant", exp.name) if only
+               else [] if only_refs else [v.name for v in exp.variants])
+    if baseline or (exp.include_baseline and not only and not only_refs):
+        keep.add(BASELINE.name)
+    return [v for v in candidates if v.name in keep]
+
+
 def expand(exp, scale_name, *, seeds=None, only=None, columns=None, baseline=False, data="sample",
-           scales=None, pretrain_seeds=1):
+           scales=None, pretrain_seeds=1, references=()):
     """The Plan of experiment `exp` at a scale; every config resolved and validated, ids computed.
 
     seeds: fine-tuning seeds 0..N-1 per pretraining; pretrain_seeds: each variant pretrained M times
     (MultiBERTs-style), pretraining seed m using the variant's pretrain.seed + m (m = 0 is the plain
-    run, so its ids do not change).
+    run, so its ids do not change). references: external checkpoints (`reference.Reference`), one row
+    each after the others; `only` may name "reference" to run them without the experiment's variants.
     """
     scales = scales or load_scales(exp.path.parent)
     if scale_name not in scales:
         raise unknown_name("scale", scale_name, scales)
     scale = scales[scale_name]
-    candidates = list(exp.variants) + [BASELINE]  # the baseline row comes with --baseline, include_baseline,
-    keep = set(_pick([v.name for v in candidates], only, "variant", exp.name) if only  # or --only no_pretraining
-               else [v.name for v in exp.variants])
-    if baseline or (exp.include_baseline and not only):
-        keep.add(BASELINE.name)
-    variants = [v for v in candidates if v.name in keep]
+    variants = _rows(exp, only, baseline, references)
     wanted_cols = _pick([c.name for c in exp.columns], columns, "column", exp.name)
     cols = [c for c in exp.columns if c.name in wanted_cols and c.source == "finetune"]
     seeds = list(range(seeds or exp.seeds or scale.seeds))
@@ -148,6 +159,17 @@ def expand(exp, scale_name, *, seeds=None, only=None, columns=None, baseline=Fal
                 variant_pretrain.setdefault(v.name, pid)
                 run = RunContext(exp, scale, v, layers, where, pid, init, m, data)
                 _add_finetunes(finetunes, run, cols, grid, seeds)
+    for ref in references:  # fine-tuned like the baseline: the scale's settings, no variant's overrides
+        layers = {**scale.set, **exp.scales.get(scale_name, {}).get("set", {})}
+        where = f"{exp.path.name} reference '{ref.label}' at scale '{scale_name}'"
+        pretrains[ref.id] = PretrainRun(ref.id, KIND, ref.model, resolve_configs(layers, where)[1], reference=ref)
+        expanded.append(ref.variant)
+        owners[ref.id], variant_pretrain[ref.variant.name] = [ref.variant.name], ref.id
+        mine = {}  # its runs: each must fit the checkpoint's position table
+        _add_finetunes(mine, RunContext(exp, scale, ref.variant, layers, where, ref.id, "encoder", 0, data),
+                       cols, grid, seeds)
+        check_fits(ref, mine.values())
+        finetunes.update(mine)
     return Plan(exp, scale, data, tuple(expanded), variant_pretrain, tuple(pretrains.values()),
                 tuple(finetunes.values()), {pid: tuple(names) for pid, names in owners.items()})
 

@@ -58,7 +58,7 @@ def build_head(encoder, spec, cfg):
         raise BertbenchError(f"a classification head needs at least 2 labels, got {len(spec.labels)}")
     inputs = heads.encoder_inputs()
     x = heads.sentence_features(encoder, inputs, cfg.head, cfg.dropout)
-    logits = keras.layers.Dense(len(spec.labels), kernel_initializer=heads.initializer(), name="logits")(x)
+    logits = heads.output_dense(len(spec.labels), "logits")(x)
     return keras.Model(inputs, logits, name="classifier")
 
 

@@ -20,6 +20,10 @@ the data (capped subsets, tf.data) from bertbench.finetuning.data. Grid search: 
 - TensorBoard (`out_dir/logs/`, as pretraining's): train/loss (mean of the last steps) and
   train/learning_rate about LOG_POINTS times a run, and `<split>/<metric>` of each dev split at the
   last step (bertbench.finetuning.logs).
+- Precision: `cfg.precision` (bertbench.model.precision; "auto" resolved for the strategy's devices) is
+  the global Keras dtype policy while the model is built, trained and predicts, the caller's restored
+  after; the record's "precision" is the resolved name. Heads' outputs stay float32
+  (bertbench.model.heads.output_dense); fp16 trains with dynamic loss scaling.
 - `predict_test=True` (GLUE tasks): the test split(s) predicted too, written in the GLUE server's
   files under `out_dir/test/` (bertbench.finetuning.submission), listed in the record's
   `test_predictions`; the test files are read before training, so a missing one fails fast.
@@ -27,6 +31,7 @@ the data (capped subsets, tf.data) from bertbench.finetuning.data. Grid search: 
 """
 
 import collections
+import contextlib
 import dataclasses
 import json
 import math
@@ -43,6 +48,7 @@ from bertbench.finetuning.data import PADDINGS, encode_cached, length_batches, l
 from bertbench.finetuning.init import prepare_init, restore_encoder
 from bertbench.finetuning.kinds import kind_of
 from bertbench.finetuning.submission import glue_test_sets, with_placeholder_labels
+from bertbench.model.precision import resolve_precision, wrap_optimizer
 from bertbench.model.strategy import get_strategy
 from bertbench.tasks import get_task
 
@@ -61,15 +67,33 @@ def check_config(spec, kind, cfg, model_cfg):
                           f"(conll2003), not {spec.name}; set it to \"\"")
 
 
+@contextlib.contextmanager
+def dtype_policy(name):
+    """The global Keras dtype policy `name` inside the block (models built there keep it), the
+    previous one restored after, as the pretraining loop does."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield name
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def build_model(spec, kind, init, cfg, num_steps, strategy):
-    """Encoder (restored or random) + head + optimizer, created in `strategy.scope()`: the one place."""
+    """Encoder (restored or random) + head + optimizer, created in `strategy.scope()`: the one place.
+    Under the global dtype policy (see `dtype_policy`); mixed_float16 gets a loss-scaling optimizer."""
+    import keras
+
     from bertbench.model.optimization import create_optimizer
 
     with strategy.scope():
         encoder = restore_encoder(init, cfg.dropout, cfg.seed)
         model = kind.build_head(encoder, spec, cfg)
         warmup = int(round(cfg.warmup_fraction * num_steps))
-        optimizer = create_optimizer(cfg.effective_learning_rate, num_steps, warmup, cfg.weight_decay)
+        optimizer = wrap_optimizer(create_optimizer(cfg.effective_learning_rate, num_steps, warmup,
+                                                    cfg.weight_decay), keras.config.dtype_policy().name)
         model.compile(optimizer=optimizer, loss=kind.loss, jit_compile=False)
     return model
 
@@ -129,27 +153,25 @@ def finetune(finetune_cfg, init, out_dir, data_dir=None, strategy="default", mod
     train = encode_cached(kind, spec, train_examples, setup.tokenizer, cfg)
     num_steps = max(1, math.ceil(cfg.effective_epochs * len(train) / cfg.batch_size))
     strategy = get_strategy(strategy) if isinstance(strategy, str) else strategy
-    model = build_model(spec, kind, setup, cfg, num_steps, strategy)
-    model = reuse_traced(model, (spec.name, repr(dataclasses.replace(cfg, seed=0)), repr(setup.model_cfg),
-                                 num_steps, padding, id(strategy), keras.config.dtype_policy().name), strategy)
-    shutil.rmtree(out_dir / "logs", ignore_errors=True)  # an interrupted attempt's curve
-    history, wall, writer = _train(model, train, cfg, num_steps, out_dir / "logs", verbose, padding)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    by_split, paths, predicted = {}, {}, {}
-    for split, (examples, indices) in evals.items():
-        stem = out_dir / ("predictions" if len(evals) == 1 else f"predictions_{split}")
-        by_split[split], paths[split], predicted[split] = evaluate_split(spec, kind, model, examples, indices,
-                                                                         setup, cfg, stem, verbose)
+    precision = resolve_precision(cfg.precision, strategy)  # "auto": what this machine's devices do best
+    with dtype_policy(precision):  # built, trained and predicting under it
+        model = build_model(spec, kind, setup, cfg, num_steps, strategy)
+        model = reuse_traced(model, (spec.name, repr(dataclasses.replace(cfg, seed=0)), repr(setup.model_cfg),
+                                     num_steps, padding, id(strategy), precision), strategy)
+        shutil.rmtree(out_dir / "logs", ignore_errors=True)  # an interrupted attempt's curve
+        history, wall, writer = _train(model, train, cfg, num_steps, out_dir / "logs", verbose, padding)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        by_split, paths, predicted = evaluate_splits(spec, kind, model, evals, setup, cfg, out_dir, verbose)
+        tested = predict_tests(spec, kind, model, setup, cfg, tests, out_dir / "test", verbose) if predict_test else {}
     _log_dev(writer, num_steps, by_split)
     trained = {"num_train_examples": len(train_examples), "num_train_features": len(train),
                "train_wall_time_s": wall, "steps": num_steps,
                "final_train_loss": float(history.history["loss"][-1])}
-    record = _record(spec, cfg, setup, strategy, evals, by_split, paths, trained)
+    record = _record(spec, cfg, setup, strategy, evals, by_split, paths, trained, precision)
     first = spec.eval_splits[0]
     record.update(dev_statistics(spec, kind, train_examples, evals[first][0], predicted[first]))
     if predict_test:
-        record["test_predictions"] = predict_tests(spec, kind, model, setup, cfg, tests, out_dir / "test",
-                                                   verbose)
+        record["test_predictions"] = tested
         record["test_notes"] = notes
     record["padding"] = padding
     write_json_atomic(out_dir / "record.json", record)
@@ -225,6 +247,17 @@ def predict(model, encoded, cfg, label, verbose, dynamic=True):
     return restore_order([rows for rows, _ in batches], outputs, len(encoded), encoded.inputs["token_ids"].shape[-1])
 
 
+def evaluate_splits(spec, kind, model, evals, init, cfg, out_dir, verbose=False):
+    """`evaluate_split` of each dev split {split: (examples, indices)} into out_dir/predictions[_<split>]
+    -> ({split: metrics}, {split: path}, {split: predictions})."""
+    by_split, paths, predicted = {}, {}, {}
+    for split, (examples, indices) in evals.items():
+        stem = out_dir / ("predictions" if len(evals) == 1 else f"predictions_{split}")
+        by_split[split], paths[split], predicted[split] = evaluate_split(spec, kind, model, examples, indices,
+                                                                         init, cfg, stem, verbose)
+    return by_split, paths, predicted
+
+
 def evaluate_split(spec, kind, model, examples, indices, init, cfg, stem, verbose=False):
     """Predict a whole dev split, write its official prediction file, score it once.
 
@@ -264,10 +297,9 @@ def dev_statistics(spec, kind, train_examples, examples, predictions):
                                   if isinstance(v, (int, float)) and not isinstance(v, bool)}}
 
 
-def _record(spec, cfg, init, strategy, evals, by_split, paths, trained):
-    """The run record: metrics of the first dev split under plain names, the others prefixed."""
-    import keras
-
+def _record(spec, cfg, init, strategy, evals, by_split, paths, trained, precision):
+    """The run record: metrics of the first dev split under plain names, the others prefixed;
+    `precision` is the dtype policy the run used (cfg.precision resolved)."""
     first = spec.eval_splits[0]
     metrics = dict(by_split[first])
     for split in spec.eval_splits[1:]:
@@ -282,7 +314,7 @@ def _record(spec, cfg, init, strategy, evals, by_split, paths, trained):
         "train_wall_time_s": trained["train_wall_time_s"], "steps": trained["steps"],
         "final_train_loss": trained["final_train_loss"], "config": to_dict(cfg), "init": init.record,
         "strategy": type(strategy).__name__, "num_replicas": int(strategy.num_replicas_in_sync),
-        "precision": keras.config.dtype_policy().name,  # fine-tuning computes under the global policy
+        "precision": precision,
         "predictions_path": str(paths[first]),
         "predictions_paths": {s: str(p) for s, p in paths.items()},
     }

@@ -52,8 +52,9 @@ def build_head(encoder, spec, cfg):
     inputs = heads.encoder_inputs(num_choices)
     fold = heads.FoldChoices(num_choices, name="fold_choices")  # each (context, ending) is one row
     x = heads.sentence_features(encoder, {k: fold(v) for k, v in inputs.items()}, cfg.head, cfg.dropout)
-    score_ = keras.layers.Dense(1, kernel_initializer=heads.initializer(), name="score")(x)  # [b*c, 1]
-    logits = heads.FoldChoices(num_choices, fold=False, name="unfold_choices")(score_)  # [b, c]
+    score_ = heads.output_dense(1, "score")(x)  # [b*c, 1]
+    logits = heads.FoldChoices(num_choices, fold=False, dtype=heads.OUTPUT_DTYPE,
+                               name="unfold_choices")(score_)  # [b, c]
     return keras.Model(inputs, logits, name="multiple_choice")
 
 

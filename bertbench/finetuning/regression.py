@@ -34,8 +34,8 @@ def build_head(encoder, spec, cfg):
 
     inputs = heads.encoder_inputs()
     x = heads.sentence_features(encoder, inputs, cfg.head, cfg.dropout)
-    value = keras.layers.Dense(1, kernel_initializer=heads.initializer(), name="score")(x)  # [b, 1]
-    value = keras.layers.Reshape((), name="squeeze")(value)  # [b]
+    value = heads.output_dense(1, "score")(x)  # [b, 1]
+    value = keras.layers.Reshape((), dtype=heads.OUTPUT_DTYPE, name="squeeze")(value)  # [b]
     return keras.Model(inputs, value, name="regressor")
 
 

@@ -62,7 +62,7 @@ def build_head(encoder, spec, cfg):
 
     inputs = heads.encoder_inputs()
     x = heads.token_features(encoder, inputs, cfg.head)
-    logits = keras.layers.Dense(2, kernel_initializer=heads.initializer(), name="span_logits")(x)  # [b, s, 2]
+    logits = heads.output_dense(2, "span_logits")(x)  # [b, s, 2]
     return keras.Model(inputs, logits, name="span_model")
 
 

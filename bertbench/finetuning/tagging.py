@@ -119,7 +119,7 @@ def build_head(encoder, spec, cfg):
     else:
         x, name = heads.token_features(encoder, inputs, cfg.head), "tagger"
     x = keras.layers.Dropout(cfg.dropout, name="head_dropout")(x)
-    logits = keras.layers.Dense(len(spec.labels), kernel_initializer=heads.initializer(), name="tag_logits")(x)
+    logits = heads.output_dense(len(spec.labels), "tag_logits")(x)
     return keras.Model(inputs, logits, name=name)  # [b, s, num_labels]
 
 

@@ -4,7 +4,8 @@ Each task kind (bertbench.finetuning.<kind>.build_head) assembles its model from
 `encoder_inputs` (the encoder's input dict, [b, s] or [b, choices, s] int32), `sentence_features`
 (encoder -> `sentence_vector` [b, H'] -> dropout) or `token_features` (encoder -> [b, s, H'] per token),
 `bilstm_sequence`, `select_features` + `FrozenEncoder` (feature-based, Table 7), `FoldChoices`
-(multiple choice), `DropMask`, and `initializer()` for the heads' dense layers.
+(multiple choice), `DropMask`, `initializer()` for the heads' dense layers and `output_dense` for
+their last one (float32 outputs under a mixed precision policy).
 
 Choices worth knowing:
 - A causal (LTR) encoder keeps its causal attention. Its [CLS] (position 0) can attend to nothing
@@ -24,11 +25,19 @@ from bertbench.errors import ConfigError
 
 FEATURE_CHOICES = ("embeddings", "second_to_last", "last", "sum_last_four", "concat_last_four", "sum_all")
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
+OUTPUT_DTYPE = "float32"  # of every head's outputs (and of any layer after its last dense)
 
 
 def initializer():
     """Kernel initializer of every head's dense layer (google-research/bert heads)."""
     return keras.initializers.TruncatedNormal(stddev=0.02)
+
+
+def output_dense(units, name):
+    """A head's last dense layer: float32 whatever the policy, so that under a mixed policy (bf16 or
+    fp16 encoder) the logits / scores [.., units], their softmax and the loss keep float32 resolution
+    (the layer casts its bf16 input up). Under float32 it is the plain Dense it always was."""
+    return keras.layers.Dense(units, kernel_initializer=initializer(), dtype=OUTPUT_DTYPE, name=name)
 
 
 @keras.saving.register_keras_serializable(package="bertbench")

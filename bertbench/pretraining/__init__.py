@@ -1,7 +1,7 @@
 """Pretraining: a corpus -> instances -> masks -> encoder + objective heads -> an encoder checkpoint.
 
     inputs.py      the corpus read once: tokenized train / held-out documents, cached by content hash
-    instances.py   NSP segment pairs or packed sentences (google-research/bert create_pretraining_data)
+    instances.py   segment pairs (google-research/bert create_pretraining_data) or RoBERTa's DOC-SENTENCES
     masking.py     the 80/10/10 (any MASK/SAME/RND) rule from plain arguments, numpy and TF
     tfrecords.py   static masking into TFRecords of the original layout (`pretrain-data`), and
                    TFRecords (ours or google-research/bert's) as input, found by content and checked

@@ -27,6 +27,7 @@ import numpy as np
 
 from bertbench.config import to_dict
 from bertbench.errors import BertbenchError
+from bertbench.experiments.ids import without_later_defaults
 from bertbench.files import write_json_atomic, write_text_atomic
 
 RUN_CONFIG = "run_config.json"
@@ -48,7 +49,10 @@ def _first_line(err):
 
 
 def _flat(model_cfg, cfg):
-    nested = json.loads(json.dumps({"model": to_dict(model_cfg), "pretrain": to_dict(cfg)}))
+    # settings added later, at the value that reproduces older runs, are left out (as from run ids): a
+    # folder written before such a setting resumes under a config that holds it
+    pretrain = without_later_defaults("pretrain", to_dict(cfg))
+    nested = json.loads(json.dumps({"model": to_dict(model_cfg), "pretrain": pretrain}))
     return {f"{part}.{k}": v for part, fields in nested.items() for k, v in fields.items()}
 
 

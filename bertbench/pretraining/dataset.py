@@ -29,15 +29,15 @@ def pretraining_input(cfg, tokenizer):
     (tokenized once, cached, with the held-out split of `cfg.heldout_fraction`)."""
     records = tfrecord_files(corpus_files(cfg.corpus))
     if records:
-        corpus = open_tfrecords(records, tokenizer, cfg.objective)
+        corpus = open_tfrecords(records, tokenizer, cfg.objective, cfg.input_format)
         return corpus, corpus.adapt(cfg)
     corpus = PretrainingCorpus(cfg.corpus, tokenizer, cfg.heldout_fraction, cfg.seed)
     held, total = len(corpus.heldout_docs), len(corpus.heldout_docs) + len(corpus.train_docs)
-    if cfg.nsp and held == 1:
+    if cfg.segment_pairs and held == 1:
         raise BertbenchError(f"the held-out split is 1 of the corpus's {total} documents "
-                             f"(pretrain.heldout_fraction={cfg.heldout_fraction}) and next-sentence "
-                             f"prediction needs 2; raise it (e.g. --set pretrain.heldout_fraction=0.05) "
-                             f"or set it to 0 for no held-out evaluation")
+                             f"(pretrain.heldout_fraction={cfg.heldout_fraction}) and segment pairs "
+                             f"need 2 (NotNext B segments); raise it (e.g. --set "
+                             f"pretrain.heldout_fraction=0.05) or set it to 0 for no held-out evaluation")
     return corpus, cfg
 
 
@@ -51,7 +51,13 @@ def train_dataset(corpus, cfg, seq_length, batch_size, shard=None, start=0):
 
 def heldout_dataset(corpus, cfg, seq_length, batch_size):
     """One fixed pass over the held-out documents: fixed masks (seeded), no shuffling. Empty when
-    there are none (TFRecord input, pretrain.heldout_fraction=0): the held-out metrics are then {}."""
+    there are none (TFRecord input, pretrain.heldout_fraction=0): the held-out metrics are then {}.
+
+    The held-out documents are the same for every run on a corpus (split by document, seed), built
+    into instances of the run's own input format: so it measures LM accuracy / perplexity on unseen
+    text in the format the model trained on. Runs with one format and seed (BERT and the segment-pair
+    No NSP) see the very same instances and masks; a DOC-SENTENCES run sees the same documents packed,
+    every token with a longer, contiguous context, so its perplexity is not comparable to theirs."""
     held = getattr(corpus, "heldout_docs", [])
     source = {"documents": held} if held else _source(corpus, head=True)
     dataset = pretraining_dataset(cfg, corpus.tokenizer, batch_size=batch_size, seq_length=seq_length,

@@ -3,7 +3,8 @@
 Input: documents as lists of sentences, each sentence a sequence of WordPiece ids (no specials).
 Output: `Instances`, unmasked, as padded numpy arrays (masking is `bertbench.pretraining.masking`).
 
-- NSP (objective "mlm+nsp"): the original `create_instances_from_document`, step for step: a target
+- Segment pairs (pretrain.input_format "segment_pairs", and "auto" with "mlm+nsp"): the original
+  `create_instances_from_document`, step for step: a target
   length (max_seq_length - 3, or with probability short_seq_prob a uniform one in [2, max], drawn
   once per document and pass, as the original does); chunks of
   contiguous sentences; segment A = the chunk's first a_end sentences; B = the rest of the chunk
@@ -11,10 +12,15 @@ Output: `Instances`, unmasked, as padded numpy arrays (masking is `bertbench.pre
   stretch of a random OTHER document (NotNext, label 1) whose unused chunk sentences are put back;
   then `truncate_seq_pair` removes tokens from the longer segment, front or back at random.
   Because one-sentence chunks always get a random B, the IsNext share is a little under 1/2 (as in
-  the original); among chunks that had the choice it is 1/2.
-- No NSP ("mlm", "ltr"): RoBERTa's DOC-SENTENCES packing: whole sentences of one document are packed
-  up to max_seq_length - 2 tokens as one segment; an instance never crosses a document boundary; a
-  sentence longer than that is cut into full-length pieces.
+  the original); among chunks that had the choice it is 1/2. With objective "mlm" the same pairs
+  are built and their labels go unused: the paper's "No NSP" (the loss removed, the input kept).
+- DOC-SENTENCES ("doc_sentences", and "auto" with "mlm" / "ltr"): RoBERTa's packing within one
+  document (its FULL-SENTENCES packs across documents): whole contiguous sentences of one document,
+  greedily, up to max_seq_length - 2 tokens as ONE segment, [CLS] s_i s_i+1 ... [SEP], segment ids
+  0, no labels. An instance never crosses a document boundary, so a document's last one may be
+  short (padded like every instance: the batch shape stays fixed where RoBERTa grows the batch);
+  no short_seq_prob (RoBERTa trains on full-length sequences only); a sentence longer than the
+  limit is cut into full-length pieces, nothing dropped, its remainder opening the next instance.
 """
 
 import dataclasses
@@ -36,7 +42,7 @@ class Instances:
     token_ids: np.ndarray  # [N, S] int32
     segment_ids: np.ndarray  # [N, S] int8 (0 for [CLS] A [SEP], 1 for B [SEP])
     lengths: np.ndarray  # [N] int32 real tokens, specials included
-    next_sentence_labels: np.ndarray  # [N] int32: 0 IsNext, 1 NotNext (0 without NSP)
+    next_sentence_labels: np.ndarray  # [N] int32: 0 IsNext, 1 NotNext (0 when packed, without B)
     sources: np.ndarray  # [N, 7] int32, SOURCE_COLUMNS (provenance, for checks and debugging)
 
     def __len__(self):
@@ -53,8 +59,8 @@ def create_instances(documents, cfg, cls_id, sep_id, pad_id, seq_length=None, du
 
     documents: list of documents, each a list of sentences (sequences of ids); empty sentences and
     documents must already be removed (`tokenize_documents` does). cfg: PretrainConfig (objective,
-    max_seq_length, short_seq_prob, seed). Returns Instances in creation order (the TFRecord writer
-    shuffles); same inputs and seed -> same instances.
+    input_format, max_seq_length, short_seq_prob, seed). Returns Instances in creation order (the
+    TFRecord writer shuffles); same inputs and seed -> same instances.
     """
     seq_length = seq_length or cfg.max_seq_length
     seed = cfg.seed if seed is None else seed
@@ -62,20 +68,20 @@ def create_instances(documents, cfg, cls_id, sep_id, pad_id, seq_length=None, du
     docs = [[np.asarray(s, dtype=np.int32) for s in doc] for doc in documents]
     if not docs:
         raise BertbenchError("no documents to build pretraining instances from; check the corpus")
-    if cfg.nsp and len(docs) < 2:
-        raise BertbenchError("next-sentence prediction needs at least 2 documents for NotNext "
-                             "pairs; give a larger corpus or use objective 'mlm'")
+    if cfg.segment_pairs and len(docs) < 2:
+        raise BertbenchError("segment pairs need at least 2 documents for their NotNext B segments; give a "
+                             "larger corpus, or use objective 'mlm' with pretrain.input_format 'doc_sentences'")
     rows = []  # (tokens_a, tokens_b or None, label, source tuple)
     for _ in range(dupe_factor):
         for index in range(len(docs)):
-            if cfg.nsp:
-                rows.extend(_nsp_instances(docs, index, seq_length - 3, cfg.short_seq_prob, rng))
+            if cfg.segment_pairs:
+                rows.extend(_pair_instances(docs, index, seq_length - 3, cfg.short_seq_prob, rng))
             else:
                 rows.extend(_packed_instances(docs[index], index, seq_length - 2))
     return _to_arrays(rows, seq_length, cls_id, sep_id, pad_id)
 
 
-def _nsp_instances(docs, doc_index, max_num_tokens, short_seq_prob, rng):
+def _pair_instances(docs, doc_index, max_num_tokens, short_seq_prob, rng):
     """The original `create_instances_from_document` (rows of `_to_arrays`)."""
     document = docs[doc_index]
     target = max_num_tokens

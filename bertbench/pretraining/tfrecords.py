@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bertbench.config import to_dict
+from bertbench.config import default_input_format, to_dict
 from bertbench.errors import BertbenchError
 from bertbench.files import write_json_atomic
 from bertbench.pretraining.inputs import PretrainingCorpus
@@ -161,7 +161,7 @@ def write_pretraining_data(cfg, tokenizer, out_dir, num_shards=1, max_documents=
     summary = {"instances": len(inst), "tokens": int(inst.lengths.sum()), "documents": len(documents),
                "corpus": corpus.reading, "tokenization": corpus.tokenization,
                "seq_length": cfg.max_seq_length, "max_predictions_per_seq": spec.max_predictions,
-               "shards": [p.name for p in paths], "config": to_dict(cfg)}
+               "input_format": cfg.instance_format, "shards": [p.name for p in paths], "config": to_dict(cfg)}
     summary.update(masking_summary(arrays, inst, spec) if cfg.objective != "ltr"
                    else {"is_next_fraction": 0.0})
     if cfg.nsp:  # one-sentence chunks always get a random B (the original's rule)
@@ -267,9 +267,10 @@ class TFRecordCorpus:
         return {}
 
 
-def open_tfrecords(paths, tokenizer, objective):
+def open_tfrecords(paths, tokenizer, objective, input_format="auto"):
     """A checked TFRecordCorpus: the layout from the first example, then every record of every file
-    read once (framing, checksums, feature shapes, token ids inside the vocabulary)."""
+    read once (framing, checksums, feature shapes, token ids inside the vocabulary). The records hold
+    instances of one input format: an explicit `input_format` must be theirs."""
     import tensorflow as tf
 
     paths = tuple(Path(p) for p in paths)
@@ -282,7 +283,7 @@ def open_tfrecords(paths, tokenizer, objective):
                              f"`bertbench pretrain-data`")
     seq_length, max_predictions = _layout(first.numpy(), paths[0], objective)
     names = _needed(objective)
-    _check_summary(paths[0].parent / SUMMARY_FILE, objective)
+    _check_summary(paths[0].parent / SUMMARY_FILE, objective, input_format)
     records = sum(_scan(path, seq_length, max_predictions, names, tokenizer.vocabulary_size) for path in paths)
     return TFRecordCorpus(paths, tokenizer, seq_length, max_predictions, names, records)
 
@@ -314,11 +315,16 @@ def _layout(serialized, path, objective):
     return len(feature["input_ids"].int64_list.value), len(feature["masked_lm_ids"].int64_list.value)
 
 
-def _check_summary(path, objective):
-    """pretrain-data's summary.json names the objective the records were built for."""
-    if not path.is_file():
-        return
-    written = json.loads(path.read_text(encoding="utf-8")).get("config", {}).get("objective")
+def _check_summary(path, objective, input_format="auto"):
+    """pretrain-data's summary.json names the objective and input format the records were built for
+    (without one, google-research/bert's records: segment pairs)."""
+    config = json.loads(path.read_text(encoding="utf-8")).get("config", {}) if path.is_file() else {}
+    written = config.get("objective")
+    held = config.get("input_format", "auto")
+    held = default_input_format(written or "mlm+nsp") if held == "auto" else held
+    if input_format not in ("auto", held):
+        raise CorpusFormatError(f"{path.parent} holds {held} instances, not {input_format}; pretrain from "
+                                f"it with pretrain.input_format={held} (or auto), or from a text corpus")
     if objective == "mlm+nsp" and written not in (None, "mlm+nsp"):
         raise CorpusFormatError(f"{path.parent} holds records written for objective '{written}' (no NSP "
                              f"pairs); pretrain with --objective {written}, or rewrite them with "

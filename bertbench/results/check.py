@@ -1,8 +1,15 @@
-"""The ci-scale regression check (the `check` command's work): a small suite against a calibrated baseline.
+"""The regression check (the `check` command's work): a scale's suite against a calibrated baseline.
 
-The suite (SUITE) is ablation_nsp's `bert` and `no_nsp` variants at ci scale, fine-tuned on MRPC and
-SST-2, plus their held-out MLM perplexity. It always runs into a temporary results and runs folder
-(never the cache: a regression check must recompute).
+The suites are data (SUITES, one per scale), each a few cells of an experiment plus the held-out MLM
+perplexity of its pretrainings, compared with `results/baselines/<scale>.json`:
+- ci (CI runs it): ablation_nsp's `bert` and `no_nsp` at ci scale, fine-tuned on MRPC and SST-2.
+- small (not in CI: ~45 min on 2 cores; for users with a budget): ablation_nsp's `bert` and
+  `no_pretraining` (random init) on SST-2 and the QNLI proxy, cells where pretraining carries signal.
+  Its baseline is calibrated from the records of `run ablation_nsp --scale small` (check_records.py).
+The suite runs into a temporary results folder and, unless `--runs DIR` is given, a temporary runs
+folder (never the cache: a regression check must recompute). With `--runs DIR` an interrupted check
+resumes: its finished runs are reused and an interrupted pretraining resumes from its checkpoints.
+Before it starts, the check prints its plan and the runner's estimate of its wall time.
 
 Calibration (`check --calibrate K`) runs the suite with fine-tuning seeds 0..K-1 (each variant is
 pretrained once: the pretraining seed is not a fine-tuning seed) and stores, per metric, the mean,
@@ -45,14 +52,25 @@ from pathlib import Path
 from typing import NamedTuple
 
 from bertbench import files
-from bertbench.errors import BertbenchError, ConfigError
+from bertbench.errors import BertbenchError, ConfigError, unknown_name
 from bertbench.evaluation.metrics import higher_is_better
 from bertbench.results import provenance, records
-from bertbench.results.runner import Runner, data_root, make_plan
+from bertbench.results.estimate import estimate_lines
+from bertbench.results.runner import Runner, data_root, make_plan, plan_states
 
-BASELINE = Path(__file__).resolve().parents[2] / "results" / "baselines" / "ci.json"
+RESULTS = Path(__file__).resolve().parents[2] / "results"  # the committed records: the estimate's history
+BASELINE = RESULTS / "baselines" / "ci.json"
 BASELINE_VERSION = 2  # 1: value + hand-set tolerance per seed-0 metric (no longer read)
-SUITE = {"experiment": "ablation_nsp", "scale": "ci", "only": ["bert", "no_nsp"], "columns": ["MRPC", "SST-2"]}
+SUITES = {  # the check of each scale; a scale without one has no check
+    "ci": {"experiment": "ablation_nsp", "scale": "ci", "only": ["bert", "no_nsp_full_sentences"],
+           "columns": ["MRPC", "SST-2"]},  # no_nsp_full_sentences: the row named "No NSP" before input_format
+    # pretrained against random init: SST-2 and the QNLI proxy (dev ~1,090 examples, balanced) move with
+    # pretraining at this size, MRPC and RTE (408 / 277 dev examples) sit near the majority class; 1
+    # pretraining (~36 min) + 4 fine-tunings (~1 min each) on 2 cores
+    "small": {"experiment": "ablation_nsp", "scale": "small", "only": ["bert", "no_pretraining"],
+              "columns": ["SST-2", "QNLI"]},
+}
+SUITE = SUITES["ci"]
 SUITE_KEYS = ("experiment", "scale", "only", "columns")
 PRETRAIN_METRICS = ("heldout.lm_perplexity",)  # pretraining summary keys checked
 CHECK_SEEDS = 1  # `check` fine-tunes with seed 0 only
@@ -85,6 +103,33 @@ class Row(NamedTuple):
         if self.value is None or self.mean is None or not self.sd:
             return None
         return (self.value - self.mean) / self.sd
+
+
+# ---------------------------------------------------------------------------------------------
+# Suites and their plans
+
+
+def suite_of(scale):
+    """The check suite of a scale (SUITES); a one-line error for a scale without one."""
+    if scale not in SUITES:
+        raise unknown_name("check scale", scale, SUITES)
+    return SUITES[scale]
+
+
+def baseline_path(scale):
+    """results/baselines/<scale>.json: the committed baseline of a scale's suite."""
+    return BASELINE.parent / f"{suite_of(scale)['scale']}.json"
+
+
+def suite_plan(suite, seeds=CHECK_SEEDS, data_dir=None):
+    """The resolved runs of a suite with fine-tuning seeds 0..seeds-1: the experiment's own runs (same ids)."""
+    return make_plan(suite["experiment"], suite["scale"], seeds=seeds, only=suite.get("only"),
+                     columns=suite.get("columns"), data_dir=data_dir)
+
+
+def seed0_ids(plan):
+    """The ids a baseline stores: its pretrainings and seed-0 fine-tunings (what `check` reruns)."""
+    return sorted([p.id for p in plan.pretrains] + [f.id for f in plan.finetunes if f.seed == 0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,11 +238,22 @@ def _check_suite(path, suite):
             raise BaselineError(f"{path}: suite '{name}' must be a list of names; fix or recalibrate the baseline")
 
 
-def load_baseline(path):
-    """The baseline at `path`, checked; a BaselineError (exit 2) names what is wrong and the fix."""
+def how_to_calibrate(path, suite):
+    """The commands that create the baseline of `suite` at `path` (for error messages)."""
+    scale = "" if suite is None else f" --scale {suite['scale']}"
+    fresh = f"`bertbench check{scale} --calibrate 3 --baseline {path}`"
+    if not scale:
+        return fresh
+    return (f"{fresh}, or from the records of `bertbench run {suite['experiment']}{scale} --results RESULTS` "
+            f"with `bertbench check{scale} --calibrate-from-records RESULTS --baseline {path}`")
+
+
+def load_baseline(path, suite=None):
+    """The baseline at `path`, checked; a BaselineError (exit 2) names what is wrong and the fix. With
+    `suite` (the scale's), a baseline of another scale is refused too."""
     path = Path(path)
     if not path.is_file():
-        raise BaselineError(f"no baseline at {path}; create it with `bertbench check --calibrate 3 --baseline {path}`")
+        raise BaselineError(f"no baseline at {path}; create it with {how_to_calibrate(path, suite)}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -210,6 +266,9 @@ def load_baseline(path):
         raise BaselineError(f"{path} is an uncalibrated baseline of the old format (one value + a hand-set "
                             f"tolerance per metric); replace it with `bertbench check --calibrate 3`")
     _check_suite(path, data.get("suite"))
+    if suite is not None and data["suite"]["scale"] != suite["scale"]:
+        raise BaselineError(f"{path} is the baseline of scale '{data['suite']['scale']}', not '{suite['scale']}'; "
+                            f"pass --scale {data['suite']['scale']}, or the {suite['scale']} baseline with --baseline")
     for key, entry in data["metrics"].items():
         _check_entry(path, key, entry)
     return data
@@ -219,17 +278,35 @@ def load_baseline(path):
 # Running the suite, comparing, printing
 
 
-def run_suite(suite=None, seeds=CHECK_SEEDS, backend=None, out=print, workdir=None):
-    """Run the suite with fine-tuning seeds 0..seeds-1 in a fresh temporary folder. Returns (collect() of
-    its records, the number of failed or skipped runs, the ids of its seed-0 runs: content hashes of
-    their resolved configs, so a baseline knows whether the suite's settings changed since)."""
+def plan_lines(plan, results, runs, history=RESULTS):
+    """What the check will run, and the runner's estimate of how long (from this machine's records in
+    `history`), said before it starts."""
+    states = plan_states(plan, records.records_dir(results, plan.experiment.name, plan.scale.name), runs)
+    reused = sum(1 for state in states.values() if state == "reused")
+    line = (f"check {plan.experiment.name} @ {plan.scale.name}: {len(plan.pretrains)} pretraining + "
+            f"{len(plan.finetunes)} fine-tuning runs")
+    if reused:
+        line += f"; {reused} finished earlier in {runs}: reused, not re-measured"
+    return [line] + estimate_lines(plan, states, history)
+
+
+def run_suite(suite=None, seeds=CHECK_SEEDS, backend=None, out=print, workdir=None, runs=None, data_dir=None,
+              history=RESULTS):
+    """Run the suite with fine-tuning seeds 0..seeds-1 into a fresh temporary results folder, its runs in
+    `runs` (resumable) or a temporary folder. Returns (collect() of its records, the number of failed or
+    skipped runs, the ids of its seed-0 runs: content hashes of their resolved configs, so a baseline
+    knows whether the suite's settings changed since)."""
     suite = suite or SUITE
-    plan = make_plan(suite["experiment"], suite["scale"], seeds=seeds, only=suite.get("only"),
-                     columns=suite.get("columns"))
-    ids = sorted([p.id for p in plan.pretrains] + [f.id for f in plan.finetunes if f.seed == 0])
+    plan = suite_plan(suite, seeds, data_dir)
+    data_path = data_root(plan.scale, data_dir)  # no data for a `small` suite: one line, nothing run
+    if runs is not None:
+        files.check_writable_dir(runs, "--runs")
     with tempfile.TemporaryDirectory(prefix="bertbench-check-", dir=workdir) as tmp:
-        runner = Runner(plan, Path(tmp) / "results", Path(tmp) / "runs", backend=backend,
-                        data_dir=data_root(plan.scale, None), out=out)
+        results = Path(tmp) / "results"
+        runs = Path(runs) if runs is not None else Path(tmp) / "runs"
+        for line in plan_lines(plan, results, runs, history):
+            out(line)
+        runner = Runner(plan, results, runs, backend=backend, data_dir=data_path, out=out)
         try:
             counts = runner.run()
         except BertbenchError as err:  # e.g. a diverged pretraining: the code under test stopped the suite
@@ -237,8 +314,8 @@ def run_suite(suite=None, seeds=CHECK_SEEDS, backend=None, out=print, workdir=No
             counts = {**runner.counts, "failed": runner.counts["failed"] + 1}
         if counts["failed"] or counts["skipped"]:
             out(f"warning: {counts['failed']} run(s) failed, {counts['skipped']} skipped")
-        recs = records.load_records(Path(tmp) / "results", plan.experiment.name, plan.scale.name)
-        return collect(recs), counts["failed"] + counts["skipped"], ids
+        recs = records.load_records(results, plan.experiment.name, plan.scale.name)
+        return collect(recs), counts["failed"] + counts["skipped"], seed0_ids(plan)
 
 
 def judge(entry, value, higher):
@@ -278,29 +355,37 @@ def format_rows(rows):
     return "\n".join(lines)
 
 
-def calibrate(seeds, baseline_path=BASELINE, suite=None, backend=None, out=print, workdir=None):
+def write_baseline(baseline, baseline_path, out=print):
+    """Write a calibrated baseline and print its bands; exit status 0."""
+    if baseline["calibration_seeds"] == [0]:
+        out("note: 1 seed measures no fine-tuning variance: every tolerance is its floor")
+    files.write_json_atomic(baseline_path, baseline)
+    rows = [Row(k, e["mean"], e["sd"], e["tolerance"], None, "calibrated") for k, e in baseline["metrics"].items()]
+    out(format_rows(rows))
+    out(f"baseline written: {baseline_path} ({len(baseline['metrics'])} metrics, "
+        f"{len(baseline['calibration_seeds'])} fine-tuning seed(s); {FORMULA})")
+    return 0
+
+
+def calibrate(seeds, baseline_path=BASELINE, suite=None, backend=None, out=print, workdir=None, runs=None,
+              data_dir=None):
     """Run the suite with `seeds` fine-tuning seeds and write the baseline; exit status 0."""
     if not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"--calibrate needs at least 1 seed, got {seeds}; use e.g. --calibrate 3")
     suite = suite or SUITE
-    values, failed, ids = run_suite(suite, seeds, backend, out, workdir)
+    values, failed, ids = run_suite(suite, seeds, backend, out, workdir, runs, data_dir)
     if failed or not values:
-        raise BertbenchError(f"calibration: {failed} run(s) failed or were skipped, no baseline written; "
-                             f"fix the errors above and rerun `bertbench check --calibrate {seeds}`")
-    if seeds == 1:
-        out("note: 1 seed measures no fine-tuning variance: every tolerance is its floor")
-    baseline = new_baseline(values, suite, seeds, ids)
-    files.write_json_atomic(baseline_path, baseline)
-    rows = [Row(k, e["mean"], e["sd"], e["tolerance"], None, "calibrated") for k, e in baseline["metrics"].items()]
-    out(format_rows(rows))
-    out(f"baseline written: {baseline_path} ({len(values)} metrics, {seeds} fine-tuning seed(s); {FORMULA})")
-    return 0
+        raise BertbenchError(f"calibration: {failed} run(s) failed or were skipped, no baseline written; fix the "
+                             f"errors above and rerun `bertbench check --scale {suite['scale']} --calibrate {seeds}`")
+    return write_baseline(new_baseline(values, suite, seeds, ids), baseline_path, out)
 
 
-def run_check(baseline_path=BASELINE, backend=None, out=print, workdir=None):
-    """Exit status: 0 when nothing regressed, 1 on a regression (the baseline is read and checked first)."""
-    baseline = load_baseline(baseline_path)
-    values, _, ids = run_suite(baseline["suite"], CHECK_SEEDS, backend, out, workdir)
+def run_check(baseline_path=BASELINE, backend=None, out=print, workdir=None, scale=None, runs=None, data_dir=None,
+              history=RESULTS):
+    """Exit status: 0 when nothing regressed, 1 on a regression (the baseline is read and checked first;
+    with `scale`, it must be that scale's)."""
+    baseline = load_baseline(baseline_path, suite_of(scale) if scale is not None else None)
+    values, _, ids = run_suite(baseline["suite"], CHECK_SEEDS, backend, out, workdir, runs, data_dir, history)
     now = {key: vals[0] for key, vals in values.items()}  # seed 0 (one pretraining value per variant)
     rows, regressed = compare(baseline["metrics"], now)
     if baseline.get("run_ids") not in (None, ids):

@@ -1,6 +1,7 @@
 """Plots of a built table (`tables.build_table`, itself a pure function of the records), never edited
 by hand: every experiment's cells with their 95% intervals (`cells.png`), and the pretraining-steps
-sweep with interval bands (`steps.png`, the paper's Figure 5). matplotlib, Agg backend (files only).
+sweep with interval bands and the held-out LM accuracy of its pretraining runs (`steps.png`, the paper's
+Figure 5). matplotlib, Agg backend (files only).
 """
 
 import math
@@ -91,24 +92,66 @@ def sweep_lines(frame):
     return {col: {base: sorted(points) for base, points in bases.items()} for col, bases in lines.items()}
 
 
-def plot_sweep(frame, experiment, path):
+def heldout_curves(records, experiment):
+    """{base variant: [(step, held-out LM accuracy in %)]} from the pretraining records: step 0, every
+    export (`heldout_at_exports`) and the last step; the curve the small scale is designed from."""
+    bases = [v.name for v in experiment.variants]
+    curves = {}
+    for record in records:
+        metrics, names = record.get("metrics") or {}, record.get("variants") or []
+        base = next((b for b in bases if any(n == b or n.startswith(f"{b}@") for n in names)), None)
+        if record.get("kind") != "pretrain" or base is None or "heldout.lm_accuracy" not in metrics:
+            continue
+        points = {0: metrics.get("initial_heldout.lm_accuracy"), int(metrics["steps"]): metrics["heldout.lm_accuracy"]}
+        for key, value in metrics.items():
+            parts = key.split(".")
+            if parts[0] == "heldout_at_exports" and parts[-1] == "lm_accuracy":
+                points[int(parts[1])] = value
+        curves[base] = sorted((k, 100.0 * v) for k, v in points.items() if v is not None)
+    return curves
+
+
+def _flat_rows(ax, frame, column, sweep):
+    """Rows outside the sweep (the no-pretraining row) as a horizontal line with its interval band."""
+    value_f, low_f, high_f = _fields(frame)
+    for label, row in frame.iterrows():
+        if label in sweep or not row[(column, "n")]:
+            continue
+        line = ax.axhline(row[(column, value_f)], linestyle="--", color=BASELINE_COLOR, label=label)
+        if not (math.isnan(row[(column, low_f)]) or math.isnan(row[(column, high_f)])):
+            ax.axhspan(row[(column, low_f)], row[(column, high_f)], alpha=0.15, color=line.get_color(), linewidth=0)
+
+
+def plot_sweep(frame, experiment, path, records=()):
     """Accuracy against the sweep value (pretraining steps), one line per objective with its 95%
-    interval as a band; one panel per column. Writes a PNG; returns its path (None when empty)."""
-    lines = sweep_lines(frame)
+    interval as a band, the no-pretraining row as a dashed line with its band; one panel per column,
+    plus the held-out LM accuracy of the pretraining runs against steps when their records are given.
+    Writes a PNG; returns its path (None when empty)."""
+    lines, curves = sweep_lines(frame), heldout_curves(records, experiment)
     if not lines:
         return None
     plt = _pyplot()
     names = {v.name: v.row for v in experiment.variants}
-    fig, axes = plt.subplots(1, len(lines), figsize=(5 * len(lines), 3.6), squeeze=False)
-    for ax, (column, bases) in zip(axes[0], lines.items(), strict=True):
+    panels = len(lines) + bool(curves)
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6), squeeze=False)
+    for ax, (column, bases) in zip(axes[0], lines.items(), strict=False):  # (+ the held-out panel)
         for base, points in bases.items():
             xs, values, lows, highs = (np.asarray(v, float) for v in zip(*points, strict=True))
             (line,) = ax.plot(xs, values, marker="o", label=names.get(base, base))
             known = ~(np.isnan(lows) | np.isnan(highs))
             ax.fill_between(xs, lows, highs, where=known, alpha=0.2, color=line.get_color(), linewidth=0)
+        _flat_rows(ax, frame, column, frame.attrs.get("sweep") or {})
         ax.set_xlabel(experiment.sweep.get("key", "pretraining steps"))
         ax.set_ylabel(f"{column} dev ({frame.attrs.get('statistic', 'mean')}, 95% band)")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7)
+    if curves:
+        ax = axes[0][-1]
+        for base, points in curves.items():
+            ax.plot(*zip(*points, strict=True), marker="o", label=names.get(base, base))
+        ax.set_xlabel("pretraining steps")
+        ax.set_ylabel("held-out LM accuracy (%, one run)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.suptitle(experiment.title, fontsize=10)
     return _save(plt, fig, path)

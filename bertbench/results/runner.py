@@ -22,6 +22,7 @@ from bertbench.config import to_dict
 from bertbench.errors import BertbenchError, unknown_name
 from bertbench.evaluation import per_example
 from bertbench.experiments.plan import expand
+from bertbench.experiments.reference import describe as describe_reference, reference_fields
 from bertbench.experiments.schema import experiments_dir, load_experiment, load_scales
 from bertbench.experiments.shards import parse_shard, shard_plan
 from bertbench.pretraining.accounting import pretrain_tokens
@@ -208,9 +209,12 @@ class Runner:
         out_dir = self.pretrain_dir(pre.id)
 
         def execute():
-            self._announce(f"pretraining {pre.id}: {', '.join(self.plan.variants_of(pre.id))} ({pre.kind}, "
-                           f"{pre.pretrain.num_steps:,} steps) -> {out_dir}")
+            what = (describe_reference(pre.reference) if pre.reference
+                    else f"{pre.kind}, {pre.pretrain.num_steps:,} steps")
+            self._announce(f"pretraining {pre.id}: {', '.join(self.plan.variants_of(pre.id))} ({what}) -> {out_dir}")
             out_dir.mkdir(parents=True, exist_ok=True)
+            if pre.reference:
+                return self.backend.reference(pre.reference, out_dir)
             cfg = _materialize(pre.pretrain, self.data_dir)
             if pre.kind == "random_init":
                 return self.backend.random_init(pre.model, cfg, out_dir)
@@ -226,8 +230,8 @@ class Runner:
         result = {**run, "experiment": self.plan.experiment.name, "scale": self.plan.scale.name,
                   "variants": self.plan.variants_of(pre.id), "pretrain_id": pre.id,
                   "pretrain_seed": pre.pretrain_seed, "metrics": numeric_leaves(summary),
-                  "config": {"model": self.models[pre.id], "pretrain": to_dict(pre.pretrain),
-                             "export_at": list(pre.export_at)}}
+                  "config": {"model": self.models[pre.id], "pretrain": None if pre.reference else to_dict(pre.pretrain),
+                             "export_at": list(pre.export_at)}, **reference_fields(pre.reference)}
         files.write_json_atomic(result_path, result)
         return "failed" if run["status"] != "ok" else state
 
@@ -271,7 +275,7 @@ class Runner:
                 "column": ft.column, "task": ft.task, "proxy_for": ft.proxy_for or None, "seed": ft.seed,
                 "grid": ft.grid, "pretrain_id": ft.pretrain_id, "metrics": metrics,
                 "main_metric": {"name": col.metric, "value": value, "higher_is_better": col.higher_is_better},
-                "data": self.plan.data, "data_dir": str(self.data_dir),
+                "data": self.plan.data, "data_dir": str(self.data_dir), **reference_fields(pre.reference),
                 "config": {"model": self.models.get(pre.id) or to_dict(pre.model),
                            "pretrain": to_dict(pre.pretrain) if pre.kind == "pretrain" else None,
                            "init": ft.init, "finetune": to_dict(ft.finetune)}}
@@ -301,8 +305,9 @@ def column_statistics(col, output, value):
 
 
 def make_plan(experiment, scale="ci", *, seeds=None, only=None, columns=None, baseline=False, data_dir=None,
-              shard=None, experiments=None, pretrain_seeds=1):
-    """Load, expand, validate and (optionally) shard a plan; raises before anything is written."""
+              shard=None, experiments=None, pretrain_seeds=1, reference=None):
+    """Load, expand, validate and (optionally) shard a plan (+ the row of `reference`, an inspected
+    experiments.reference.Reference); raises before anything is written."""
     directory = experiments_dir(experiments)
     exp = load_experiment(experiment, directory)
     scales = load_scales(directory)
@@ -311,7 +316,8 @@ def make_plan(experiment, scale="ci", *, seeds=None, only=None, columns=None, ba
     if seeds is not None and seeds < 1:
         raise BertbenchError(f"--seeds must be at least 1, got {seeds}")
     plan = expand(exp, scale, seeds=seeds, only=only, columns=columns, baseline=baseline,
-                  data=data_kind(scales[scale], data_dir), scales=scales, pretrain_seeds=pretrain_seeds)
+                  data=data_kind(scales[scale], data_dir), scales=scales, pretrain_seeds=pretrain_seeds,
+                  references=(reference,) if reference else ())
     if shard:
         plan = shard_plan(plan, *parse_shard(shard))
     return plan
@@ -346,7 +352,7 @@ def describe(plan, results="results", runs="runs"):
 def _pretrain_cost(pre):
     c = pre.pretrain
     if pre.kind != "pretrain":
-        return "random init"
+        return describe_reference(pre.reference) if pre.reference else "random init"
     phase2 = f"/{c.phase2_max_seq_length}" if c.phase2_fraction else ""
     return (f"{c.num_steps:,} steps x batch {c.batch_size} x seq {c.max_seq_length}{phase2} = "
             f"{pretrain_tokens(c):,} tokens")
@@ -354,10 +360,10 @@ def _pretrain_cost(pre):
 
 def run_experiment(experiment, scale="ci", *, seeds=None, data_dir=None, only=None, columns=None, baseline=False,
                    shard=None, results="results", runs="runs", strategy="default", backend=None,
-                   experiments=None, out=print, tables=True, pretrain_seeds=1, progress=None):
+                   experiments=None, out=print, tables=True, pretrain_seeds=1, progress=None, reference=None):
     """Plan, run, write records and tables; returns the Runner's counts."""
-    plan = make_plan(experiment, scale, seeds=seeds, only=only, columns=columns, baseline=baseline,
-                     data_dir=data_dir, shard=shard, experiments=experiments, pretrain_seeds=pretrain_seeds)
+    plan = make_plan(experiment, scale, seeds=seeds, only=only, columns=columns, baseline=baseline, data_dir=data_dir,
+                     shard=shard, experiments=experiments, pretrain_seeds=pretrain_seeds, reference=reference)
     data_path = data_root(plan.scale, data_dir)
     counts = Runner(plan, results, runs, backend=backend, strategy=strategy, data_dir=data_path, out=out,
                     progress=progress, shard=shard).run()

@@ -29,7 +29,8 @@ from bertbench.config import to_dict
 from bertbench.errors import BertbenchError
 from bertbench.experiments.ids import without_later_defaults
 from bertbench.experiments.plan import expand
-from bertbench.results.cells import cell_stats, majority, ok_records, table_cells
+from bertbench.experiments.reference import is_reference, reference_notes, references_in
+from bertbench.results.cells import cell, cell_stats, majority, ok_records, table_cells
 from bertbench.results.comparisons import REFERENCE, holm_adjust, paired
 from bertbench.results.footnotes import statistics_notes
 from bertbench.results.formats import RENDERERS, SUFFIX
@@ -67,6 +68,11 @@ def build_table(records, experiment, paper=(), median=False, seed=SEED):
 
     ok = ok_records(records, experiment)
     variants, cells = table_cells(ok, experiment)
+    ours = list(variants)
+    for ref in references_in(ok):  # external checkpoints (`run --reference-checkpoint`): after every row
+        variants.append(ref.variant)
+        for col in experiment.columns:
+            cells[col.name][ref.variant.name] = cell(ok, ref.variant.name, col)
     names = [v.name for v in variants]
     reference = experiment.reference if experiment.reference in names else None
     published = {(p["row"], p["column"]): p["value"] for p in paper
@@ -92,7 +98,7 @@ def build_table(records, experiment, paper=(), median=False, seed=SEED):
                        title=experiment.title, statistic="median" if median else "mean",
                        sweep={v.row: [v.base, v.sweep_value] for v in variants if v.base})
     frame.attrs["notes"] = (_proxy_notes(ok, experiment) + statistics_notes(frame, experiment)
-                            + _size_notes(ok, variants)
+                            + _size_notes(ok, ours) + reference_notes(ok, names)
                             + [f"{p['source']}: {p['note']}" for p in paper
                                if p["table"] == experiment.paper_table and p["value"] is None])
     return frame
@@ -112,7 +118,10 @@ def _column(cells, variants, reference, majority_value, median, seed):
             # over one or two runs the median is the mean: its interval is the mean's
             fields["median_low"], fields["median_high"], _ = (cell_interval(c, "median", seed)
                                                               if method == SEEDS else (low, high, method))
-        if reference is None or not n:
+        # A reference row has no Δ: it is not an ablation of the experiment (another size, data and
+        # pretraining), so a paired test answers no question of the table, and adding its tests to the
+        # Holm family would change the experiment's own corrected p-values whenever a reference is run.
+        if reference is None or not n or is_reference(v.name):
             comparison = {"delta": math.nan, "low": math.nan, "high": math.nan, "p": math.nan, "method": ""}
         elif v.name == reference:
             comparison = {"delta": 0.0 if n else math.nan, "low": math.nan, "high": math.nan, "p": math.nan,
@@ -177,10 +186,11 @@ def _without_seed(cfg):
 
 def table_records(experiment, scale, results="results"):
     """The records a table of `experiment` at `scale` reads: those of the current plan, with as many
-    pretraining seeds as the records have."""
+    pretraining seeds as the records have and the reference rows (external checkpoints) they hold."""
     found = load_records(results, experiment.name, scale)
     pretrain_seeds = 1 + max([int(r.get("pretrain_seed") or 0) for r in found] or [0])
-    plan = expand(experiment, scale, baseline=True, pretrain_seeds=pretrain_seeds)
+    plan = expand(experiment, scale, baseline=True, pretrain_seeds=pretrain_seeds,
+                  references=references_in(found))  # reference rows: rebuilt from their records
     return current_records(found, plan)
 
 
@@ -196,6 +206,6 @@ def write_tables(experiment, scale, results="results", fmt="md", paper_path=PAPE
         files.write_text_atomic(folder / f"table.{SUFFIX[name]}", text)
     plot_cells(frame, experiment, folder / "cells.png")
     if experiment.plot:
-        plot_sweep(frame, experiment, folder / "steps.png")
+        plot_sweep(frame, experiment, folder / "steps.png", records)
     text = RENDERERS[fmt](build_table(records, experiment, paper, median=True)) if median else texts[fmt]
     return f"{experiment.title} ({experiment.paper_table or 'beyond the paper'}), scale {scale}\n\n" + text
