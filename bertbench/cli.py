@@ -36,7 +36,7 @@ COMMANDS = {
     "run": ("bertbench.commands.run", "run an experiment: pretrain its variants, fine-tune, write records and tables"),
     "list": ("bertbench.commands.list", "list the experiments with their variants, tasks and plan sizes"),
     "table": ("bertbench.commands.table", "rebuild an experiment's paper-layout table from its run records"),
-    "check": ("bertbench.commands.check", "run the ci-scale regression suite and compare with the committed baseline"),
+    "check": ("bertbench.commands.check", "run a scale's regression suite (ci by default) and compare with the committed baseline"),
     "pretrain": ("bertbench.commands.pretrain", "pretrain an encoder (MLM+NSP, MLM, or LTR) on a corpus"),
     "pretrain-data": ("bertbench.commands.pretrain_data", "write pretraining instances as TFRecord shards"),
     "finetune": ("bertbench.commands.finetune", "fine-tune an encoder on a downstream task and score it on dev"),

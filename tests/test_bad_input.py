@@ -162,6 +162,8 @@ CASES = [
     # pretrain-data
     ("pretrain-data-bad-masking", "pretrain-data --corpus sample --out {tmp}/d --masking 0.8,0.2", "--masking"),
     ("pretrain-data-zero-dupe", "pretrain-data --corpus sample --out {tmp}/d --dupe-factor 0", "dupe_factor"),
+    ("pretrain-data-packed-nsp", "pretrain-data --corpus sample --out {tmp}/d --input-format doc_sentences",
+     "input_format='doc_sentences'"),
     ("pretrain-data-zero-shards", "pretrain-data --corpus sample --out {tmp}/d --num-shards 0", "--num-shards"),
     ("pretrain-data-out-is-file", "pretrain-data --corpus sample --out {afile}", "afile"),
     ("pretrain-data-vocab-not-utf8", "pretrain-data --corpus sample --out {tmp}/d --vocab {vocab_bad.txt}", "byte"),

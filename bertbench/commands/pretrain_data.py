@@ -2,7 +2,7 @@
 (bertbench.pretraining.tfrecords)."""
 
 from bertbench.cli import configs_from_args
-from bertbench.config import PretrainConfig
+from bertbench.config import INPUT_FORMATS, PretrainConfig
 from bertbench.errors import ConfigError
 from bertbench.files import check_writable_dir
 from bertbench.pretraining.tfrecords import write_pretraining_data
@@ -16,6 +16,9 @@ def add_arguments(parser):
     parser.add_argument("--vocab", default="sample", help="vocab.txt path, or 'sample' (bundled)")
     parser.add_argument("--out", required=True, help="output folder for the shards and summary.json")
     parser.add_argument("--objective", default="mlm+nsp", help="mlm+nsp (default), mlm, or ltr")
+    parser.add_argument("--input-format", default="auto", choices=INPUT_FORMATS,
+                        help="segment_pairs ([CLS] A [SEP] B [SEP]), doc_sentences (one document's sentences packed "
+                             "as one segment, RoBERTa's DOC-SENTENCES; no NSP) or auto (pairs for mlm+nsp, else packed)")
     parser.add_argument("--max-seq-length", type=int, default=128, help="tokens per instance, [CLS]/[SEP] included")
     parser.add_argument("--dupe-factor", type=int, default=10, help="masked copies of the corpus")
     parser.add_argument("--masked-lm-prob", type=float, default=0.15, help="fraction of tokens chosen for prediction")
@@ -39,7 +42,7 @@ def config(args):
                           f"e.g. 0.8,0.1,0.1")
     if args.max_documents is not None and args.max_documents < 1:
         raise ConfigError(f"--max-documents must be at least 1, got {args.max_documents}")
-    flags = {"pretrain.objective": args.objective, "pretrain.corpus": str(args.corpus),
+    flags = {"pretrain.objective": args.objective, "pretrain.input_format": args.input_format, "pretrain.corpus": str(args.corpus),
              "pretrain.vocab": str(args.vocab), "pretrain.lowercase": not args.cased,
              "pretrain.max_seq_length": args.max_seq_length, "pretrain.masked_lm_prob": args.masked_lm_prob,
              "pretrain.masking": masking, "pretrain.whole_word_masking": args.whole_word_masking,
@@ -58,5 +61,6 @@ def main(args):
     summary = write_pretraining_data(cfg, tokenizer, args.out, args.num_shards, args.max_documents)
     print(f"wrote {summary['instances']} instances ({summary['tokens']} tokens, "
           f"{summary['documents']} documents) to {args.out} in {len(summary['shards'])} shard(s); "
-          f"selection {summary.get('selection_rate', 0):.4f}, IsNext {summary['is_next_fraction']:.3f}")
+          f"selection {summary.get('selection_rate', 0):.4f}, "
+          + (f"IsNext {summary['is_next_fraction']:.3f}" if cfg.segment_pairs else "one segment each (no pairs)"))
     return 0

@@ -9,6 +9,7 @@
     footnotes.py    what the table's numbers mean, Holm over the table's comparisons
     power.py        seeds needed to resolve 1- and 2-point differences
     tables.py       records -> the paper's layout (pure); formats.py: md / csv / latex
-    plots.py        cells.png (intervals per row) and the steps sweep with bands
-    check.py        the ci-scale regression check against a calibrated baseline
+    plots.py        cells.png (intervals per row) and the steps sweep with bands and held-out curve
+    check.py        the regression check of a scale (ci in CI, small for users) against a calibrated baseline
+    check_records.py  a baseline calibrated from committed records (`check --calibrate-from-records`)
 """
