@@ -32,3 +32,26 @@ def test_estimate_scales_measured_seconds_per_flop_and_fine_tuning_medians(tmp_p
                     "(1 run, from 2 measured), fine-tuning ~40 s (2 runs)")
     (none,) = estimate_lines(plan, states, tmp_path / "results", host="new-machine")
     assert none.startswith("no time estimate: this machine (new-machine) has not recorded a pretraining run")
+
+
+def test_estimate_prefers_runs_of_the_same_model_size_and_precision(tmp_path):
+    plan = make_plan("ablation_nsp", only=["bert"], columns=["MRPC"])
+    pre = plan.pretrains[0]  # ci: tiny (L2 H128), float32
+    flops = estimate_flops(pre.model, pre.pretrain)
+    recs = tmp_path / "results" / "x" / "ci" / "records"
+    host = {"hardware": {"hostname": "box"}, "status": "ok", "kind": "pretrain"}
+    tiny, mini = {"num_layers": 2, "hidden_dim": 128}, {"num_layers": 4, "hidden_dim": 256}
+    _write(recs, "same", {**host, "wall_time_s": 60.0, "output": {"estimated_flops": flops, "precision": "float32"},
+                          "config": {"model": tiny}})
+    _write(recs, "bf16", {**host, "wall_time_s": 30.0, "output": {"estimated_flops": flops,
+                                                                  "precision": "mixed_bfloat16"}, "config": {"model": tiny}})
+    _write(recs, "mini", {**host, "wall_time_s": 6.0, "output": {"estimated_flops": flops, "precision": "float32"},
+                          "config": {"model": mini}})
+    _write(recs, "ft", {**host, "kind": "finetune", "task": "mrpc", "wall_time_s": 30.0,
+                        "config": {"finetune": {"max_train_examples": 1000}, "model": tiny}})
+    states = plan_states(plan, tmp_path / "none", tmp_path / "runs")
+    (line,) = estimate_lines(plan, states, tmp_path / "results", host="box")
+    assert "pretraining ~60 s (1 run, from 1 measured)" in line  # the tiny float32 run, not the median of 3 (30 s)
+    (tmp_path / "results" / "x" / "ci" / "records" / "same.json").unlink()
+    (line,) = estimate_lines(plan, states, tmp_path / "results", host="box")
+    assert "pretraining ~30 s (1 run, from 1 measured)" in line  # same size, other precision before other sizes

@@ -3,16 +3,19 @@
     estimate_lines(plan, states, "results")   # -> ["estimated wall time on this machine (vm): ~14 min ..."]
 
 Pretraining: seconds per training FLOP (`pretraining.accounting.estimate_flops`), the median over this
-host's recorded pretraining runs, times the FLOPs of each run still to do. Fine-tuning: the median
-wall time of this host's recorded runs of the same task and train cap (else of all its fine-tuning
-runs). No estimate without a measurement: token counts alone say nothing about a machine.
+host's recorded pretraining runs of the same model size and precision (else of the same size, else of
+all), times the FLOPs of each run still to do. Fine-tuning: the median wall time of this host's
+recorded runs of the same task and train cap, preferring the same model size and precision (else of
+all its fine-tuning runs). No estimate without a measurement: token counts alone say nothing about a machine.
 """
 
 import socket
 import statistics
 from pathlib import Path
 
+from bertbench.config import to_dict
 from bertbench.errors import BertbenchError
+from bertbench.model.precision import choose_precision, cpu_flags
 from bertbench.pretraining.accounting import estimate_flops
 from bertbench.results.records import read_json
 
@@ -32,18 +35,37 @@ def host_records(results, host=None):
     return out
 
 
-def _seconds_per_flop(history):
-    rates = [r["wall_time_s"] / r["output"]["estimated_flops"] for r in history
+def _shape(model, precision):
+    """What makes seconds per FLOP differ on one machine: the model's width and depth (matmul
+    efficiency) and the precision (bf16 matmuls run ~2x fp32 on CPUs with avx512_bf16)."""
+    model = model if isinstance(model, dict) else to_dict(model)
+    return model.get("num_layers"), model.get("hidden_dim"), precision
+
+
+def _closest(runs, shape):
+    """The values of the (shape, value) runs of the same shape, else of the same model size, else all."""
+    for match in (lambda key: key == shape, lambda key: key[:2] == shape[:2], lambda key: True):
+        pool = [value for key, value in runs if match(key)]
+        if pool:
+            return pool
+    return []
+
+
+def _seconds_per_flop(history, shape):
+    rates = [(_shape((r.get("config") or {}).get("model") or {}, (r.get("output") or {}).get("precision")),
+              r["wall_time_s"] / r["output"]["estimated_flops"]) for r in history
              if r.get("kind") == "pretrain" and (r.get("output") or {}).get("estimated_flops")
              and r.get("wall_time_s")]
-    return (statistics.median(rates), len(rates)) if rates else (None, 0)
+    pool = _closest(rates, shape)
+    return (statistics.median(pool), len(pool)) if pool else (None, 0)
 
 
-def _finetune_seconds(history, ft):
+def _finetune_seconds(history, ft, shape):
     runs = [r for r in history if r.get("kind") == "finetune" and r.get("wall_time_s")]
-    same = [r["wall_time_s"] for r in runs if r.get("task") == ft.task and
+    same = [(_shape((r.get("config") or {}).get("model") or {}, (r.get("output") or {}).get("precision")
+                    or r.get("precision")), r["wall_time_s"]) for r in runs if r.get("task") == ft.task and
             ((r.get("config") or {}).get("finetune") or {}).get("max_train_examples") == ft.finetune.max_train_examples]
-    pool = same or [r["wall_time_s"] for r in runs]
+    pool = _closest(same, shape) or [r["wall_time_s"] for r in runs]
     return statistics.median(pool) if pool else None
 
 
@@ -51,13 +73,17 @@ def estimate_lines(plan, states, results="results", host=None):
     """One or two lines: the plan's remaining wall time on this machine, or why there is no estimate."""
     host = host or socket.gethostname()
     history = host_records(results, host)
-    per_flop, measured = _seconds_per_flop(history)
     todo_pre = [p for p in plan.pretrains if states[p.id] == "to run" and p.kind == "pretrain"]
     todo_ft = [f for f in plan.finetunes if states[f.id] == "to run"]
     if not todo_pre and not todo_ft:
         return []
-    pre_s = sum(estimate_flops(p.model, p.pretrain) for p in todo_pre) * per_flop if per_flop else None
-    ft_times = [_finetune_seconds(history, f) for f in todo_ft]
+    rates = [_seconds_per_flop(history, _shape(p.model, _precision(p.pretrain.precision))) for p in todo_pre]
+    measured = max([n for _, n in rates] or [0])
+    pre_s = None if any(rate is None for rate, _ in rates) else \
+        sum(estimate_flops(p.model, p.pretrain) * rate for p, (rate, _) in zip(todo_pre, rates, strict=True))
+    models = {p.id: p.model for p in plan.pretrains}
+    ft_times = [_finetune_seconds(history, f, _shape(models.get(f.pretrain_id) or {},
+                                                     _precision(f.finetune.precision))) for f in todo_ft]
     if (todo_pre and pre_s is None) or any(t is None for t in ft_times):
         return [f"no time estimate: this machine ({host}) has not recorded a "
                 f"{'pretraining' if todo_pre and pre_s is None else 'fine-tuning'} run in {results} yet"]
@@ -65,6 +91,11 @@ def estimate_lines(plan, states, results="results", host=None):
     parts = ([f"pretraining ~{_minutes(pre_s)} ({_runs(len(todo_pre))}, from {measured} measured)"] if todo_pre else []) + \
             ([f"fine-tuning ~{_minutes(sum(ft_times))} ({_runs(len(todo_ft))})"] if todo_ft else [])
     return [f"estimated wall time on this machine ({host}): ~{_minutes(total)}: " + ", ".join(parts)]
+
+
+def _precision(name):
+    """The policy a run would use here ("auto" resolved for this machine's CPU, without TensorFlow)."""
+    return choose_precision(False, (), cpu_flags()) if name == "auto" else name  # (accelerators: another host)
 
 
 def _minutes(seconds):
