@@ -25,6 +25,8 @@ from helpers import count_markers as count
 
 from bertbench.config import to_dict
 from bertbench.errors import BertbenchError
+from bertbench.experiments.plan import expand
+from bertbench.experiments.schema import load_experiment
 from bertbench.experiments.shards import parse_shard, shard_plan
 from bertbench.results import records
 from bertbench.results.runner import make_plan, plan_states, run_experiment
@@ -464,3 +466,27 @@ def test_where_written_names_records_made_outside_a_git_checkout(tmp_path):
     (folder / f"{plan.finetunes[0].id}.json").write_text(json.dumps(record))
     lines = where_written(plan, tmp_path, tmp_path / "runs", {"cached": 1})
     assert "1 at commit ? on ?" in lines[-1]
+
+
+def test_a_sweep_run_and_a_plain_run_of_one_config_are_one_run(tmp_path):
+    """ablation_steps' MLM/LTR runs (with exports) are ablation_nsp's full-sentences No NSP and LTR runs at
+    small: exports are extra outputs, not another run. A finished run without a needed export is refused."""
+    small = {name: expand(load_experiment(name), "small", baseline=True, data="external").variant_pretrain
+             for name in ("ablation_nsp", "ablation_steps")}
+    assert small["ablation_steps"]["mlm@2000"] == small["ablation_nsp"]["no_nsp_full_sentences"]
+    assert small["ablation_steps"]["ltr@2000"] == small["ablation_nsp"]["ltr_no_nsp"]
+    run(tmp_path, "ablation_steps", seeds=1, only=["mlm"], columns=["MNLI-m"])
+    pre = make_plan("ablation_steps", only=["mlm"]).pretrains[0]
+    shutil.rmtree(tmp_path / "results")  # records gone: the finished run is reused, and must have its exports
+    shutil.rmtree(tmp_path / "runs" / "pretrain" / pre.id / "encoder_step100")
+    with pytest.raises(BertbenchError, match=r"past step 100 without the encoder export .* remove "):
+        run(tmp_path, "ablation_steps", seeds=1, only=["mlm"], columns=["MNLI-m"])
+
+
+def test_missing_exports_names_the_first_passed_step_without_its_export(tmp_path):
+    from bertbench.pretraining.loop import missing_exports
+
+    (tmp_path / "encoder_step10").mkdir()
+    missing_exports(tmp_path, (10, 20), 15)  # 20 not reached yet: the resumed run will export it
+    with pytest.raises(BertbenchError, match="past step 20"):
+        missing_exports(tmp_path, (10, 20), 20)

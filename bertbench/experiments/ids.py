@@ -40,11 +40,12 @@ def pretrain_payload(kind, model, pretrain, export_at=()):
     if kind == "random_init":  # only what the initialisation depends on
         return {"hash_version": HASH_VERSION, "kind": kind, "model": to_dict(model), "vocab": pretrain.vocab,
                 "lowercase": pretrain.lowercase, "seed": pretrain.seed}
-    payload = {"hash_version": HASH_VERSION, "kind": kind, "model": to_dict(model),
-               "pretrain": _payload_dict("pretrain", pretrain)}
-    if export_at:
-        payload["export_at"] = list(export_at)
-    return payload
+    # export_at is not part of the run: exports are extra outputs of the same training, so a sweep's run
+    # (ablation_steps) and a plain run of the same config (ablation_nsp) are one run. The runner and the
+    # loop refuse a run that lacks an export a plan needs (pretraining.loop.missing_exports).
+    del export_at
+    return {"hash_version": HASH_VERSION, "kind": kind, "model": to_dict(model),
+            "pretrain": _payload_dict("pretrain", pretrain)}
 
 
 def finetune_payload(pretrain_id, init, finetune, data):

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from bertbench.config import to_dict
-from bertbench.errors import ConfigError
+from bertbench.errors import BertbenchError, ConfigError
 from bertbench.files import write_json_atomic, write_text_atomic
 from bertbench.model.checkpoint import save_encoder
 from bertbench.model.precision import resolve_precision, wrap_optimizer
@@ -192,6 +192,7 @@ def pretrain(model_cfg, cfg, out_dir, strategy="default", export_at=(), verbose=
     run_config = check_run_config(out_dir, model_cfg, cfg)  # a rerun with another config is refused
     summary_path = out_dir / "summary.json"
     if summary_path.exists():  # finished earlier: nothing to do
+        missing_exports(out_dir, export_at, cfg.num_steps)
         return json.loads(summary_path.read_text())
     strategy_obj = get_strategy(strategy)  # first: MultiWorkerMirroredStrategy must precede other TF work
     tokenizer = load_tokenizer(cfg.vocab, cfg.lowercase)
@@ -239,6 +240,8 @@ def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokeniz
                                writer=role.is_chief)
     manager.restore()  # the newest intact checkpoint with finite weights
     step = int((trainer.optimizer.iterations if counter is None else counter).numpy())
+    if role.is_chief:
+        missing_exports(out_dir, export_at, step)
     next_batch = start_input(step)  # per phase: () -> the next (distributed) global batch
     heldout = heldout_dataset(corpus, cfg, cfg.max_seq_length, cfg.batch_size)
     initial_path = out_dir / "initial_eval.json"
@@ -282,6 +285,17 @@ def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokeniz
             "initial_heldout": json.loads(initial_path.read_text()) if role.is_chief else {}, "heldout": final,
             "heldout_at_exports": _heldout_at_exports(out_dir, export_at) if role.is_chief else {},
             "unigram_baseline": corpus.unigram_baseline(), "corpus": corpus.stats()}
+
+
+def missing_exports(out_dir, export_at, step):
+    """Refuse a run (finished, or resumed at `step`) that passed an export step without its export: one
+    run serves plans with and without exports (the id leaves them out), and a passed step cannot be
+    exported again."""
+    missing = [k for k in sorted(export_at) if k <= step and not (Path(out_dir) / f"encoder_step{k}").is_dir()]
+    if missing:
+        raise BertbenchError(f"pretraining run {out_dir} is past step {missing[0]} without the encoder export the plan "
+                             f"needs there (it ran for a plan without exports); remove {out_dir} to train it again "
+                             f"with the exports, or run the experiment that needs them before the others")
 
 
 def _heldout_at_exports(out_dir, export_at):

@@ -26,6 +26,7 @@ from bertbench.experiments.reference import describe as describe_reference, refe
 from bertbench.experiments.schema import experiments_dir, load_experiment, load_scales
 from bertbench.experiments.shards import parse_shard, shard_plan
 from bertbench.pretraining.accounting import pretrain_tokens
+from bertbench.pretraining.loop import missing_exports
 from bertbench.resources import resolve_data_dir
 from bertbench.progress import Progress
 from bertbench.results import records
@@ -223,6 +224,8 @@ class Runner:
         state, run = self._locked_run("pretrain", pre.id, out_dir / "run.json", execute)
         if state == "locked":
             return state
+        if state == "reused" and pre.export_at and run["status"] == "ok":  # run by a plan without exports?
+            missing_exports(out_dir, pre.export_at, pre.pretrain.num_steps)
         summary = run["output"] or {}
         # the record describes the model that ran: the backend resolves the vocabulary size (from the
         # tokenizer) and the attention (causal for LTR); the planned config is only a fallback
