@@ -260,6 +260,9 @@ def test_steps_sweep_fine_tunes_exported_encoders_and_plots(tmp_path):
     assert (folder / "steps.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     table = (folder / "table.md").read_text()
     assert "| MLM @ 50 |" in table and "| LTR @ 300 |" in table and "Appendix C.1" in table
+    # the no-pretraining row is the reference: each row's Δ is the gain of its k steps over none
+    assert re.search(r"\| No pre-training \(random init\) \|[^\n]*\| ref \|", table)
+    assert re.search(r"\| MLM @ 50 \|[^\n]*\| [+-]\d+\.\d", table)
 
 
 @pytest.mark.slow

@@ -213,6 +213,7 @@ def load_experiment(name, directory=None):
     scalars = {k: v for k, v in data.items() if k not in ("name", "columns", "variants", "scales")}
     exp = from_dict(Experiment, {"title": name, **scalars, "name": name, "path": path, "columns": columns,
                                  "variants": variants, "scales": scales}, prefix=f"{path.name}: ")
-    if exp.reference and exp.reference not in [v.name for v in variants]:
-        raise unknown_name(f"reference variant in {path.name}", exp.reference, [v.name for v in variants])
+    rows = [v.name for v in variants] + ([BASELINE.name] if exp.include_baseline else [])
+    if exp.reference and exp.reference not in rows:  # (the no-pretraining row, when the table has it)
+        raise unknown_name(f"reference variant in {path.name}", exp.reference, rows)
     return exp
