@@ -493,3 +493,19 @@ def test_missing_exports_names_the_first_passed_step_without_its_export(tmp_path
     missing_exports(tmp_path, (10, 20), 15)  # 20 not reached yet: the resumed run will export it
     with pytest.raises(BertbenchError, match="past step 20"):
         missing_exports(tmp_path, (10, 20), 20)
+
+
+def test_the_commit_is_read_before_the_first_run_not_when_its_record_is_written(tmp_path):
+    """A run lasts hours; a commit made meanwhile must not be credited with code the process never loaded."""
+    from bertbench.results.provenance import git_info
+
+    seen = []
+
+    class Watching(FakeBackend):
+        def pretrain(self, *args, **kwargs):
+            seen.append(git_info.cache_info().currsize)
+            return super().pretrain(*args, **kwargs)
+
+    git_info.cache_clear()
+    run(tmp_path, only=["bert"], columns=["MRPC"], backend=Watching(tmp_path / "m"))
+    assert seen == [1]

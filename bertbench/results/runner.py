@@ -32,7 +32,7 @@ from bertbench.progress import Progress
 from bertbench.results import records
 from bertbench.results.estimate import estimate_lines
 from bertbench.results.locks import ResultsClaim, RunLock, remove_dead_temporaries
-from bertbench.results.provenance import provenance
+from bertbench.results.provenance import git_info, provenance
 from bertbench.results.tables import write_tables
 
 
@@ -107,6 +107,7 @@ class Runner:
         self.progress = progress  # the plan's bar: None = on a terminal only, False = never (--quiet)
         self.bar = Progress(0, enabled=False)
         self.backend = backend or Backend()
+        git_info()  # the code this process loaded, read now (cached), not when a record is written hours later
         self.strategy, self.data_dir, self.out, self.poll_s = strategy, data_dir, out, poll_s
         self.records = records.records_dir(results, plan.experiment.name, plan.scale.name)
         self.counts = dict(ran=0, cached=0, reused=0, failed=0, skipped=0)
