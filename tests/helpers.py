@@ -2,6 +2,7 @@
 
 import functools
 import hashlib
+import json
 import os
 import time
 import uuid
@@ -210,3 +211,16 @@ def count_markers(markers, kind, event):
         run_id = p.name.split(".")[1]
         out[run_id] = out.get(run_id, 0) + 1
     return out
+
+
+def pretrain_outcome(out):
+    """What a resumed or identical pretraining run must reproduce bit for bit: the loss curve, the
+    held-out metrics and the encoder weights."""
+    import h5py
+
+    summary = json.loads((Path(out) / "summary.json").read_text())
+    with h5py.File(Path(out) / "encoder" / "encoder.weights.h5") as f:
+        weights = []
+        f.visititems(lambda name, item: weights.append((name, item[()].tobytes()))
+                     if isinstance(item, h5py.Dataset) else None)
+    return (Path(out) / "metrics.jsonl").read_text(), summary["initial_heldout"], summary["heldout"], weights

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import P_MIN, real_documents, real_tokenizer
+from helpers import P_MIN, pretrain_outcome, real_documents, real_tokenizer
 from scipy import stats
 
 from bertbench.config import PretrainConfig, model_preset
@@ -224,18 +224,6 @@ def test_tfrecords_carry_the_format(real, tmp_path):
     assert not features["segment_ids"].numpy().any() and "next_sentence_labels" not in labels
 
 
-def outcome(out):
-    """What a resumed run must reproduce bit for bit: loss curve, held-out metrics, encoder weights."""
-    import h5py
-
-    summary = json.loads((out / "summary.json").read_text())
-    with h5py.File(out / "encoder" / "encoder.weights.h5") as f:
-        weights = []
-        f.visititems(lambda name, item: weights.append((name, item[()].tobytes()))
-                     if isinstance(item, h5py.Dataset) else None)
-    return (out / "metrics.jsonl").read_text(), summary["initial_heldout"], summary["heldout"], weights
-
-
 @pytest.mark.slow
 def test_tiny_pretraining_resumes_bit_identically_and_fine_tunes(tmp_path):
     from bertbench.config import FinetuneConfig
@@ -256,7 +244,7 @@ def test_tiny_pretraining_resumes_bit_identically_and_fine_tunes(tmp_path):
         if not path.name.startswith("ckpt-4."):
             path.unlink()
     assert pretrain(TINY, cfg, run, verbose=False)["resumed_from_step"] == 4
-    assert outcome(run) == outcome(tmp_path / "reference")
+    assert pretrain_outcome(run) == pretrain_outcome(tmp_path / "reference")
     ft = FinetuneConfig(task="mrpc", max_train_examples=16, max_eval_examples=16, epochs=1.0, batch_size=8,
                         max_seq_length=32, learning_rate=1e-3)
     record = finetune(ft, str(run / "encoder"), tmp_path / "mrpc")  # restores every encoder weight by name

@@ -17,6 +17,7 @@ from bertbench.cli import main as cli
 from bertbench.errors import BertbenchError
 from bertbench.pretraining.checkpoints import CheckpointPolicy, read_history
 from faults import KillAt, leftovers, run_cli, run_killed, was_killed
+from helpers import pretrain_outcome
 
 # 12 steps, checkpoints at 4, 8 and 12; one phase and 2 held-out documents (a second phase retraces:
 # +6 s a run).
@@ -48,18 +49,6 @@ def reference(tmp_path_factory, env):
     proc = run_cli(argv(out), env=env)
     assert proc.returncode == 0, proc.stderr
     return out
-
-
-def outcome(out):
-    """What an identical run must reproduce: the loss curve, held-out metrics, encoder weights."""
-    import h5py
-
-    summary = json.loads((out / "summary.json").read_text())
-    with h5py.File(out / "encoder" / "encoder.weights.h5") as f:
-        weights = []
-        f.visititems(lambda name, item: weights.append((name, item[()].tobytes()))
-                     if isinstance(item, h5py.Dataset) else None)
-    return ((out / "metrics.jsonl").read_text(), summary["initial_heldout"], summary["heldout"], weights)
 
 
 def unfinished_copy(reference, tmp_path):
@@ -106,7 +95,7 @@ def test_killed_at_five_points_then_rerun_ends_as_an_uninterrupted_run(reference
     proc = run_cli(argv(out), env=env)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((out / "summary.json").read_text())["resumed_from_step"] == 12
-    assert outcome(out) == outcome(reference)
+    assert pretrain_outcome(out) == pretrain_outcome(reference)
     assert leftovers(out) == []
 
 
@@ -148,7 +137,7 @@ def test_nan_weights_condemn_their_checkpoint_and_a_rerun_resumes_from_the_last_
     monkeypatch.setattr(Trainer, "train_step", original)
     assert cli(argv(out)) == 0
     assert json.loads((out / "summary.json").read_text())["resumed_from_step"] == 4
-    assert outcome(out) == outcome(reference)
+    assert pretrain_outcome(out) == pretrain_outcome(reference)
 
 
 @pytest.mark.slow
@@ -161,7 +150,7 @@ def test_diverged_run_resumes_with_a_lower_rate_only(reference, tmp_path, capsys
     assert cli(argv(out)) == 0  # the ci scale's rate: accepted, recorded, and from there as the reference
     changes = json.loads((out / "run_config.json").read_text())["changes"]
     assert [c["pretrain.learning_rate"] for c in changes] == [[1e30, 1e-3]]
-    assert outcome(out) == outcome(reference)
+    assert pretrain_outcome(out) == pretrain_outcome(reference)
 
 
 # ------------------------------------------------------------------------------------------
@@ -202,7 +191,7 @@ def test_damaged_state_falls_back_to_an_intact_checkpoint(reference, tmp_path, d
     damage_fn(out)
     assert cli(argv(out)) == 0
     assert json.loads((out / "summary.json").read_text())["resumed_from_step"] == resumed
-    assert outcome(out) == outcome(reference)
+    assert pretrain_outcome(out) == pretrain_outcome(reference)
     assert leftovers(out) == []
 
 
@@ -238,7 +227,7 @@ def test_full_disk_while_checkpointing_is_one_line_and_keeps_earlier_checkpoints
     assert not list((out / "ckpt").glob("ckpt-12*")) and leftovers(out) == []
     monkeypatch.setattr(gen_io_ops, "merge_v2_checkpoints", merge)  # space freed: the rerun resumes
     assert cli(argv(out)) == 0
-    assert outcome(out) == outcome(reference)
+    assert pretrain_outcome(out) == pretrain_outcome(reference)
 
 
 # ------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ recorded runs of the same task and train cap, preferring the same model size and
 all its fine-tuning runs). No estimate without a measurement: token counts alone say nothing about a machine.
 """
 
+import functools
 import socket
 import statistics
 from pathlib import Path
@@ -95,7 +96,13 @@ def estimate_lines(plan, states, results="results", host=None):
 
 def _precision(name):
     """The policy a run would use here ("auto" resolved for this machine's CPU, without TensorFlow)."""
-    return choose_precision(False, (), cpu_flags()) if name == "auto" else name  # (accelerators: another host)
+    return _auto_precision() if name == "auto" else name
+
+
+@functools.lru_cache(maxsize=1)
+def _auto_precision():
+    """This CPU's "auto" (accelerators are another host's estimate): /proc/cpuinfo read once, not per run."""
+    return choose_precision(False, (), cpu_flags())
 
 
 def _minutes(seconds):
