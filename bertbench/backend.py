@@ -24,6 +24,10 @@ class Backend:
     def pretrain(self, model_cfg, pretrain_cfg, out_dir, strategy="default", export_at=()):
         return pretrain(model_cfg, pretrain_cfg, out_dir, strategy=strategy, export_at=export_at)
 
+    def pretrain_until(self, model_cfg, pretrain_cfg, out_dir, strategy, export_at, step):
+        """Pretrain only up to `step` now (checkpointed there; results/stages.py runs the rest later)."""
+        return pretrain(model_cfg, pretrain_cfg, out_dir, strategy=strategy, export_at=export_at, stop_at=step)
+
     def random_init(self, model_cfg, pretrain_cfg, out_dir):
         """The no-pretraining baseline: a seeded random encoder saved like a pretrained one."""
         model_cfg = resolve_model_config(model_cfg, pretrain_cfg, model_cfg.vocabulary_size)  # attention

@@ -28,8 +28,11 @@ def test_suites_are_their_experiments_runs():
     for scale, suite in SUITES.items():
         full = make_plan(suite["experiment"], scale, seeds=5)
         mine = suite_plan(suite, seeds=5)
-        wanted = [f for f in full.finetunes if f.variant in suite["only"] and f.column in suite["columns"]]
+        point = suite.get("grid") or {}  # a scale with a fine-tuning grid: the suite checks one point of it
+        wanted = [f for f in full.finetunes if f.variant in suite["only"] and f.column in suite["columns"]
+                  and all(f.grid[k] == v for k, v in point.items())]
         assert {f.id for f in mine.finetunes} == {f.id for f in wanted} and len(wanted) == 5 * 2 * 2
+        assert len(full.finetunes) > len(wanted) and {tuple(f.grid.items()) for f in wanted} == {tuple(point.items())}
         assert {p.id for p in mine.pretrains} == {full.variant_pretrain[v] for v in suite["only"]}
     small = suite_plan(SMALL)  # pretrained against random init, seed 0 only
     assert sorted(p.kind for p in small.pretrains) == ["pretrain", "random_init"]
@@ -59,7 +62,7 @@ def small_records(tmp_path_factory):
                             columns=["SST-2", "QNLI", "MRPC"], data_dir=str(root / "data"),
                             results=root / "results", runs=root / "runs", out=lambda *_: None, tables=False,
                             backend=FakeBackend(markers=root / "markers"))
-    assert counts["failed"] == 0 and counts["ran"] == 3 + 3 * 3 * SEEDS
+    assert counts["failed"] == 0 and counts["ran"] == 3 + 3 * 3 * SEEDS * 3  # x 3 rates of the small grid
     return root
 
 
@@ -80,7 +83,7 @@ def test_calibrate_from_records_by_hand(results, tmp_path):
     baseline = load_baseline(tmp_path / "small.json", SMALL)
     recs = list(_records(results).values())
     values = {}
-    for r in sorted((r for r in recs if r["kind"] == "finetune"), key=lambda r: r["seed"]):
+    for r in sorted((r for r in recs if r["kind"] == "finetune" and r["grid"] == SMALL["grid"]), key=lambda r: r["seed"]):
         values.setdefault(f"{r['variant']}/{r['column']}/accuracy", []).append(r["main_metric"]["value"])
     assert sorted(baseline["metrics"]) == sorted(
         [f"{v}/{c}/accuracy" for v in ("bert", "no_pretraining") for c in ("QNLI", "SST-2")]
@@ -109,7 +112,8 @@ def _edit(results, change, where):
 
 
 def _bert_sst2_seed1(r):
-    return r["kind"] == "finetune" and (r["variant"], r["column"], r["seed"]) == ("bert", "SST-2", 1)
+    return r["kind"] == "finetune" and (r["variant"], r["column"], r["seed"], r["grid"]) == (
+        "bert", "SST-2", 1, SMALL["grid"])
 
 
 def _other_run_id(r):
@@ -118,7 +122,7 @@ def _other_run_id(r):
 
 MISMATCHES = {
     "other learning rate": (lambda r: r["config"]["finetune"].update(learning_rate=2e-4), _bert_sst2_seed1,
-                            "finetune.learning_rate is 0.0002, the suite resolves 0.0001"),
+                            "finetune.learning_rate is 0.0002, the suite resolves 0.0003"),
     "other run id": (_other_run_id, _bert_sst2_seed1, "run id 000000000000, the suite resolves"),
     "other pretraining": (lambda r: r.update(pretrain_id="0" * 12), _bert_sst2_seed1,
                           "it fine-tunes pretraining 000000000000"),

@@ -137,7 +137,7 @@ def test_experiment_tables_are_type_checked(tmp_path, old, new, message):
 
 
 def test_scales_are_type_checked(tmp_path):
-    directory = _edited(tmp_path, "_scales", "seeds = 5", 'seeds = "5"')
+    directory = _edited(tmp_path, "_scales", "seeds = 6", 'seeds = "6"')
     with pytest.raises(ConfigError, match=r"_scales.toml \[small\]: seeds must be int, got str"):
         load_scales(directory)
 

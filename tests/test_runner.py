@@ -6,6 +6,7 @@ does no ML: it sleeps, leaves a marker file per execution so tests can count wha
 pretrain() resumes from its checkpoints.
 """
 
+import dataclasses
 import io
 import json
 import os
@@ -240,7 +241,7 @@ def test_records_carry_statistics_fields_and_pretraining_seeds(tmp_path):
 
 def test_a_run_at_the_majority_baseline_is_flagged_collapsed():
     from bertbench.experiments.schema import Column
-    from bertbench.results.runner import column_statistics
+    from bertbench.results.records import column_statistics
 
     col = Column(name="RTE", task="rte", metric="accuracy")
     output = {"majority_baseline": {"accuracy": 52.7}, "single_prediction": False,
@@ -474,10 +475,18 @@ def test_where_written_names_records_made_outside_a_git_checkout(tmp_path):
 def test_a_sweep_run_and_a_plain_run_of_one_config_are_one_run(tmp_path):
     """ablation_steps' MLM/LTR runs (with exports) are ablation_nsp's full-sentences No NSP and LTR runs at
     small: exports are extra outputs, not another run. A finished run without a needed export is refused."""
-    small = {name: expand(load_experiment(name), "small", baseline=True, data="external").variant_pretrain
+    from bertbench.experiments.ids import content_id, pretrain_payload
+
+    small = {name: expand(load_experiment(name), "small", baseline=True, data="external")
              for name in ("ablation_nsp", "ablation_steps")}
-    assert small["ablation_steps"]["mlm@2000"] == small["ablation_nsp"]["no_nsp_full_sentences"]
-    assert small["ablation_steps"]["ltr@2000"] == small["ablation_nsp"]["ltr_no_nsp"]
+    for sweep, plain in (("mlm@20000", "no_nsp_full_sentences"), ("ltr@20000", "ltr_no_nsp")):
+        swept, = (p for p in small["ablation_steps"].pretrains if p.id == small["ablation_steps"].variant_pretrain[sweep])
+        ran, = (p for p in small["ablation_nsp"].pretrains if p.id == small["ablation_nsp"].variant_pretrain[plain])
+        assert swept.export_at and not ran.export_at
+        # the same config at the sweep's length is the same run (ablation_steps at small runs longer than
+        # ablation_nsp until the scale is set from its curve: experiments/_scales.toml)
+        longer = dataclasses.replace(ran.pretrain, num_steps=swept.pretrain.num_steps)
+        assert content_id(pretrain_payload("pretrain", ran.model, longer, swept.export_at)) == swept.id
     run(tmp_path, "ablation_steps", seeds=1, only=["mlm"], columns=["MNLI-m"])
     pre = make_plan("ablation_steps", only=["mlm"]).pretrains[0]
     shutil.rmtree(tmp_path / "results")  # records gone: the finished run is reused, and must have its exports

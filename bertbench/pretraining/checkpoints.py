@@ -21,6 +21,7 @@ import json
 import re
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +32,12 @@ from bertbench.experiments.ids import without_later_defaults
 from bertbench.files import write_json_atomic, write_text_atomic
 
 RUN_CONFIG = "run_config.json"
+TIME_FILE = "train_time.json"  # {checkpoint step: wall seconds spent up to it}: a resumed run's total
 # Settings a rerun may change after a non-finite loss, to resume the run from its last good checkpoint.
 AFTER_DIVERGENCE = ("pretrain.learning_rate", "pretrain.warmup_steps", "pretrain.clip_norm")
 _INDEX = re.compile(r"ckpt-(\d+)\.index")
 # What a pretraining folder holds (pretraining.loop); --overwrite removes these and nothing else.
-_RUN_FILES = ("summary.json", "metrics.jsonl", "initial_eval.json")
+_RUN_FILES = ("summary.json", "metrics.jsonl", "initial_eval.json", TIME_FILE)
 _RUN_DIRS = ("ckpt", "logs", "encoder")
 
 
@@ -147,6 +149,31 @@ def read_history(path):
 
 # ------------------------------------------------------------------------------------------
 # checkpoints
+
+
+class TimeLedger:
+    """The wall time of a pretraining run over every process that trained it: the seconds spent up to
+    each checkpoint are kept beside the checkpoints, and a resumed process adds its own to those of the
+    checkpoint it restored (work after that checkpoint, lost to a kill, is not counted). `total()` is
+    None for a run resumed from a checkpoint with no entry (written by code from before the ledger)."""
+
+    def __init__(self, out_dir, step, started, writer=True):
+        self.path, self.started, self.writer = Path(out_dir) / TIME_FILE, started, writer
+        try:
+            marks = {int(k): float(v) for k, v in json.loads(self.path.read_text()).items()}
+        except (OSError, ValueError, TypeError, AttributeError):  # none yet, or unreadable: no base
+            marks = {}
+        self.marks = {k: v for k, v in marks.items() if k <= step}
+        self.base = 0.0 if step == 0 else self.marks.get(step)
+
+    def total(self):
+        return None if self.base is None else self.base + time.perf_counter() - self.started
+
+    def mark(self, step):
+        """Record the seconds up to the checkpoint just saved at `step`."""
+        if self.writer and self.base is not None:
+            self.marks[step] = self.total()
+            write_json_atomic(self.path, {str(k): v for k, v in sorted(self.marks.items())})
 
 
 class CheckpointPolicy:

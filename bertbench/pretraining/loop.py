@@ -21,7 +21,8 @@ from bertbench.model.checkpoint import save_encoder
 from bertbench.model.precision import resolve_precision, wrap_optimizer
 from bertbench.model.strategy import get_strategy
 from bertbench.pretraining.accounting import estimate_flops, phase_tokens, phases, step_tokens
-from bertbench.pretraining.checkpoints import CheckpointPolicy, check_run_config, read_history, store_run_config
+from bertbench.pretraining.checkpoints import (CheckpointPolicy, TimeLedger, check_run_config, read_history,
+                                               store_run_config)
 from bertbench.pretraining.dataset import heldout_dataset, pretraining_input, train_dataset
 from bertbench.pretraining.workers import DISTRIBUTED_INPUT, distributed_iterator, save_checkpoint, worker_role
 from bertbench.progress import Progress
@@ -177,8 +178,12 @@ class _Progress:
             self.bar.close()
 
 
-def pretrain(model_cfg, cfg, out_dir, strategy="default", export_at=(), verbose=True):
+def pretrain(model_cfg, cfg, out_dir, strategy="default", export_at=(), verbose=True, stop_at=None):
     """Pretrain an encoder; returns the run summary. Reruns resume from `out_dir/ckpt/`.
+
+    `stop_at=k` (< num_steps) trains only up to step k in this call: it checkpoints there and returns
+    {"status": "paused", "steps": k, "model": ...} without the final encoder or summary; a later call
+    resumes and ends exactly where an uninterrupted run would (the runner fine-tunes each export so).
 
     Writes `out_dir/encoder/` (a bertbench encoder checkpoint, what fine-tuning loads),
     `out_dir/encoder_step{k}/` for each k in `export_at`, `out_dir/summary.json`, `out_dir/logs/`.
@@ -188,6 +193,7 @@ def pretrain(model_cfg, cfg, out_dir, strategy="default", export_at=(), verbose=
     """
     import keras
 
+    began = time.perf_counter()  # the process's wall time for this run counts from here (TimeLedger)
     out_dir = Path(out_dir)
     run_config = check_run_config(out_dir, model_cfg, cfg)  # a rerun with another config is refused
     summary_path = out_dir / "summary.json"
@@ -211,9 +217,11 @@ def pretrain(model_cfg, cfg, out_dir, strategy="default", export_at=(), verbose=
     try:
         trainer = Trainer(model_cfg, cfg, strategy_obj)
         summary = _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokenizer,
-                         per_worker_input=strategy in DISTRIBUTED_INPUT)
+                         per_worker_input=strategy in DISTRIBUTED_INPUT, stop_at=stop_at, began=began)
     finally:
         keras.config.set_dtype_policy(previous_policy)
+    if summary["status"] == "paused":
+        return {**summary, "model": to_dict(model_cfg), "precision": precision}
     summary.update(strategy=strategy, num_replicas=strategy_obj.num_replicas_in_sync, precision=precision,
                    model=to_dict(model_cfg), pretrain=to_dict(cfg),
                    estimated_flops=estimate_flops(model_cfg, cfg))
@@ -225,23 +233,19 @@ def pretrain(model_cfg, cfg, out_dir, strategy="default", export_at=(), verbose=
     return summary
 
 
-def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokenizer, per_worker_input=False):
+def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokenizer, per_worker_input=False,
+           stop_at=None, began=None):
     import tensorflow as tf
 
     plan, role = phases(cfg), trainer.role
     checkpointed, start_input = _inputs(trainer, corpus, cfg, plan, per_worker_input)
-    # Under loss scaling a skipped (overflowing) step leaves optimizer.iterations behind the steps
-    # taken: the steps are then counted apart (checkpointed), so a resume meets the data where it was.
-    counter = tf.Variable(0, dtype=tf.int64, trainable=False) if trainer._loss_scaled else None
-    ckpt = tf.train.Checkpoint(model=trainer.model, optimizer=trainer.optimizer,
-                               dropout_rng=_seed_states(trainer.model), **checkpointed,
-                               **({"trained_steps": counter} if counter is not None else {}))
-    manager = CheckpointPolicy(ckpt, out_dir / "ckpt", cfg.keep_checkpoints, trainer.model.variables,
-                               writer=role.is_chief)
+    ckpt, manager, counter = _checkpointing(trainer, cfg, out_dir, checkpointed)
     manager.restore()  # the newest intact checkpoint with finite weights
     step = int((trainer.optimizer.iterations if counter is None else counter).numpy())
     if role.is_chief:
         missing_exports(out_dir, export_at, step)
+    ledger = TimeLedger(out_dir, step, time.perf_counter() if began is None else began, writer=role.is_chief)
+    limit = cfg.num_steps if stop_at is None else min(stop_at, cfg.num_steps)
     next_batch = start_input(step)  # per phase: () -> the next (distributed) global batch
     heldout = heldout_dataset(corpus, cfg, cfg.max_seq_length, cfg.batch_size)
     initial_path = out_dir / "initial_eval.json"
@@ -253,7 +257,7 @@ def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokeniz
     progress, window, started = _Progress(cfg.num_steps, verbose, step), {}, time.perf_counter()
     resumed_from = step
     for phase, (seq, first, end) in enumerate(plan):
-        while first <= step < end:
+        while first <= step < min(end, limit):
             sums = trainer.train_step(next_batch[phase]())
             step += 1
             if counter is not None:
@@ -274,17 +278,36 @@ def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokeniz
                              cfg.lowercase, extra={"objective": cfg.objective, "steps": step})
                 # the held-out MLM curve (accuracy/perplexity against steps) at every export
                 write_json_atomic(out_dir / f"encoder_step{step}" / HELDOUT_FILE, trainer.evaluate(heldout))
-            if step % cfg.checkpoint_every == 0 or step == cfg.num_steps:
+            if step % cfg.checkpoint_every == 0 or step == limit:
                 save_checkpoint(ckpt, manager, role, step)  # every worker takes part
+                ledger.mark(step)
+    if step < cfg.num_steps:  # stopped at `stop_at`: checkpointed there, resumed by a later call
+        return {"status": "paused", "steps": step, "resumed_from_step": resumed_from}
     train_time = time.perf_counter() - started
     final = trainer.evaluate(heldout) if role.is_chief else {}
     tokens = phase_tokens(plan, cfg.batch_size, resumed_from)  # trained in this process (resumes skip steps)
     return {"status": "ok", "steps": step, "resumed_from_step": resumed_from, "train_wall_time_s": train_time,
+            "wall_time_total_s": ledger.total(),  # every process that trained it (None: not known)
             "tokens_seen": phase_tokens(plan, cfg.batch_size, 0),
             "tokens_per_s": tokens / max(train_time, 1e-9),
             "initial_heldout": json.loads(initial_path.read_text()) if role.is_chief else {}, "heldout": final,
             "heldout_at_exports": _heldout_at_exports(out_dir, export_at) if role.is_chief else {},
             "unigram_baseline": corpus.unigram_baseline(), "corpus": corpus.stats()}
+
+
+def _checkpointing(trainer, cfg, out_dir, checkpointed):
+    """(tf.train.Checkpoint of the whole training state, its CheckpointPolicy, the step counter or None)."""
+    import tensorflow as tf
+
+    # Under loss scaling a skipped (overflowing) step leaves optimizer.iterations behind the steps
+    # taken: the steps are then counted apart (checkpointed), so a resume meets the data where it was.
+    counter = tf.Variable(0, dtype=tf.int64, trainable=False) if trainer._loss_scaled else None
+    ckpt = tf.train.Checkpoint(model=trainer.model, optimizer=trainer.optimizer,
+                               dropout_rng=_seed_states(trainer.model), **checkpointed,
+                               **({"trained_steps": counter} if counter is not None else {}))
+    manager = CheckpointPolicy(ckpt, out_dir / "ckpt", cfg.keep_checkpoints, trainer.model.variables,
+                               writer=trainer.role.is_chief)
+    return ckpt, manager, counter
 
 
 def missing_exports(out_dir, export_at, step):

@@ -1,11 +1,7 @@
 """The regression check (the `check` command's work): a scale's suite against a calibrated baseline.
 
-The suites are data (SUITES, one per scale), each a few cells of an experiment plus the held-out MLM
-perplexity of its pretrainings, compared with `results/baselines/<scale>.json`:
-- ci (CI runs it): ablation_nsp's `bert` and `no_nsp` at ci scale, fine-tuned on MRPC and SST-2.
-- small (not in CI: ~45 min on 2 cores; for users with a budget): ablation_nsp's `bert` and
-  `no_pretraining` (random init) on SST-2 and the QNLI proxy, cells where pretraining carries signal.
-  Its baseline is calibrated from the records of `run ablation_nsp --scale small` (check_records.py).
+The suites are data (suites.py: SUITES, one per scale), each a few cells of an experiment plus the
+held-out MLM perplexity of its pretrainings, compared with `results/baselines/<scale>.json`.
 The suite runs into a temporary results folder and, unless `--runs DIR` is given, a temporary runs
 folder (never the cache: a regression check must recompute). With `--runs DIR` an interrupted check
 resumes: its finished runs are reused and an interrupted pretraining resumes from its checkpoints.
@@ -52,28 +48,16 @@ from pathlib import Path
 from typing import NamedTuple
 
 from bertbench import files
-from bertbench.errors import BertbenchError, ConfigError, unknown_name
+from bertbench.errors import BertbenchError, ConfigError
 from bertbench.evaluation.metrics import higher_is_better
 from bertbench.results import provenance, records
 from bertbench.results.estimate import estimate_lines
-from bertbench.results.runner import Runner, data_root, make_plan, plan_states
+from bertbench.results.runner import Runner, data_root, plan_states
+from bertbench.results.suites import (  # noqa: F401 - the suites are check's vocabulary
+    BASELINE, CHECK_SEEDS, RESULTS, SUITE, SUITE_KEYS, SUITES, baseline_path, seed0_ids, suite_of, suite_plan)
 
-RESULTS = Path(__file__).resolve().parents[2] / "results"  # the committed records: the estimate's history
-BASELINE = RESULTS / "baselines" / "ci.json"
 BASELINE_VERSION = 2  # 1: value + hand-set tolerance per seed-0 metric (no longer read)
-SUITES = {  # the check of each scale; a scale without one has no check
-    "ci": {"experiment": "ablation_nsp", "scale": "ci", "only": ["bert", "no_nsp_full_sentences"],
-           "columns": ["MRPC", "SST-2"]},  # no_nsp_full_sentences: the row named "No NSP" before input_format
-    # pretrained against random init: SST-2 and the QNLI proxy (dev ~1,090 examples, balanced) move with
-    # pretraining at this size, MRPC and RTE (408 / 277 dev examples) sit near the majority class; 1
-    # pretraining (~36 min) + 4 fine-tunings (~1 min each) on 2 cores
-    "small": {"experiment": "ablation_nsp", "scale": "small", "only": ["bert", "no_pretraining"],
-              "columns": ["SST-2", "QNLI"]},
-}
-SUITE = SUITES["ci"]
-SUITE_KEYS = ("experiment", "scale", "only", "columns")
 PRETRAIN_METRICS = ("heldout.lm_perplexity",)  # pretraining summary keys checked
-CHECK_SEEDS = 1  # `check` fine-tunes with seed 0 only
 Z = 3.0
 FINETUNE_FLOOR = 1.0  # points (fine-tuning scores are %)
 RELATIVE_FLOOR = 0.02  # of the mean, for pretraining metrics (no fine-tuning-seed variance)
@@ -103,33 +87,6 @@ class Row(NamedTuple):
         if self.value is None or self.mean is None or not self.sd:
             return None
         return (self.value - self.mean) / self.sd
-
-
-# ---------------------------------------------------------------------------------------------
-# Suites and their plans
-
-
-def suite_of(scale):
-    """The check suite of a scale (SUITES); a one-line error for a scale without one."""
-    if scale not in SUITES:
-        raise unknown_name("check scale", scale, SUITES)
-    return SUITES[scale]
-
-
-def baseline_path(scale):
-    """results/baselines/<scale>.json: the committed baseline of a scale's suite."""
-    return BASELINE.parent / f"{suite_of(scale)['scale']}.json"
-
-
-def suite_plan(suite, seeds=CHECK_SEEDS, data_dir=None):
-    """The resolved runs of a suite with fine-tuning seeds 0..seeds-1: the experiment's own runs (same ids)."""
-    return make_plan(suite["experiment"], suite["scale"], seeds=seeds, only=suite.get("only"),
-                     columns=suite.get("columns"), data_dir=data_dir)
-
-
-def seed0_ids(plan):
-    """The ids a baseline stores: its pretrainings and seed-0 fine-tunings (what `check` reruns)."""
-    return sorted([p.id for p in plan.pretrains] + [f.id for f in plan.finetunes if f.seed == 0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,8 +191,10 @@ def _check_suite(path, suite):
                             f"'columns'); recalibrate with `bertbench check --calibrate 3 --baseline {path}`")
     for name in ("only", "columns"):
         if suite.get(name) is not None and not (isinstance(suite[name], list)
-                                                and all(isinstance(x, str) for x in suite[name])):
-            raise BaselineError(f"{path}: suite '{name}' must be a list of names; fix or recalibrate the baseline")
+                                                and all(isinstance(x, str) for x in suite[name])) or \
+                not isinstance(suite.get("grid") or {}, dict):
+            raise BaselineError(f"{path}: suite '{name}' must be a list of names and 'grid' an object; fix or "
+                                f"recalibrate the baseline")
 
 
 def how_to_calibrate(path, suite):

@@ -64,15 +64,17 @@ def _pretrain_problem(record, pre):
             or f"pretraining id {record.get('pretrain_id')}, the suite resolves {pre.id}")
 
 
-def _cell_records(folder, variants, columns):
-    """(path, record) of the fine-tuning and pretraining records of the suite's variants and columns
-    (pretraining seed 0: the check's); other records of the experiment are not the suite's business."""
+def _cell_records(folder, variants, columns, point):
+    """(path, record) of the fine-tuning and pretraining records of the suite's variants and columns at
+    its grid point (pretraining seed 0: the check's); other records of the experiment (other rates of
+    the scale's grid, too) are not the suite's business."""
     found = []
     for path in sorted(Path(folder).glob("*.json")):
         record = records.read_json(path)
         if record.get("pretrain_seed"):
             continue
-        if record.get("kind") == "finetune" and record.get("variant") in variants and record.get("column") in columns:
+        if record.get("kind") == "finetune" and record.get("variant") in variants and record.get("column") in columns \
+                and all((record.get("grid") or {}).get(k) == v for k, v in point.items()):
             found.append((path, record))
         elif record.get("kind") in PRETRAIN_KINDS and set(record.get("variants") or ()) & set(variants):
             found.append((path, record))
@@ -115,7 +117,7 @@ def calibrate_from_records(results, baseline_path, suite, out=print):
     plan = suite_plan(suite)
     folder = records.records_dir(results, plan.experiment.name, plan.scale.name)
     variants, columns = {v.name for v in plan.variants}, {f.column for f in plan.finetunes}
-    found = _cell_records(folder, variants, columns)
+    found = _cell_records(folder, variants, columns, suite.get("grid") or {})
     seeds = [r.get("seed") for _, r in found if r.get("kind") == "finetune"]
     if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
         raise BertbenchError(f"no fine-tuning records of the {plan.scale.name} check suite ({', '.join(sorted(variants))}"

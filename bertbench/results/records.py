@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from bertbench.errors import BertbenchError
+from bertbench.evaluation import per_example
 from bertbench.files import read_text_utf8
 
 SCHEMA_VERSION = 1
@@ -92,3 +93,22 @@ def check_records(results, experiment, scale):
     for path in paths:
         check_record(path, read_json(path))
     return len(paths)
+
+
+def column_statistics(col, output, value):
+    """The record fields the tables' statistics read, for column `col`: per-example rows of its metric
+    (or None when the metric has no per-example form), the majority-class baseline of that metric,
+    and whether the run collapsed (one prediction for everything, or no better than the baseline)."""
+    rows = output.get("example_rows") or {}
+    form = rows.get("form")
+    example_rows = ({"form": form, "metric": col.metric, "rows": rows["rows"]}
+                    if form and per_example.has_rows(form, col.metric) else None)
+    majority = (output.get("majority_baseline") or {}).get(col.metric)
+    reason = None
+    if output.get("single_prediction"):
+        reason = "predicts a single class"
+    elif value is not None and majority is not None and (
+            value <= majority if col.higher_is_better else value >= majority):
+        reason = "at or below the majority baseline"
+    return {"example_rows": example_rows, "baselines": {"majority": majority},
+            "collapsed": reason is not None, "collapse_reason": reason}

@@ -20,7 +20,6 @@ from bertbench import files
 from bertbench.backend import Backend
 from bertbench.config import to_dict
 from bertbench.errors import BertbenchError, unknown_name
-from bertbench.evaluation import per_example
 from bertbench.experiments.plan import expand
 from bertbench.experiments.reference import describe as describe_reference, reference_fields
 from bertbench.experiments.schema import experiments_dir, load_experiment, load_scales
@@ -32,6 +31,7 @@ from bertbench.progress import Progress
 from bertbench.results import records
 from bertbench.results.estimate import estimate_lines
 from bertbench.results.locks import ResultsClaim, RunLock, remove_dead_temporaries
+from bertbench.results.stages import pretrain_in_stages
 from bertbench.results.provenance import git_info, provenance
 from bertbench.results.tables import write_tables
 
@@ -154,6 +154,8 @@ class Runner:
                 self._settled(f.id)
                 self.counts["cached"] += 1
         if pre.id not in self.finished:
+            if todo and not pretrain_in_stages(self, pre, todo, _materialize(pre.pretrain, self.data_dir)):
+                return False  # another runner pretrains it: its exports are fine-tuned as they appear
             state = self._pretrain(pre, needed=bool(todo))
             if state == "locked":
                 return False
@@ -163,7 +165,7 @@ class Runner:
                 for f in todo:
                     self._settled(f.id)
                 return True
-        for ft in todo:
+        for ft in (f for f in todo if f.id not in self.finished):  # (an export's runs went in stages)
             if self._finetune(ft) != "locked":
                 self._settled(ft.id)
         return all(f.id in self.finished for f in todo)
@@ -236,6 +238,9 @@ class Runner:
                   "pretrain_seed": pre.pretrain_seed, "metrics": numeric_leaves(summary),
                   "config": {"model": self.models[pre.id], "pretrain": None if pre.reference else to_dict(pre.pretrain),
                              "export_at": list(pre.export_at)}, **reference_fields(pre.reference)}
+        if summary.get("wall_time_total_s") is not None:  # over every process (stage, resume) that trained it
+            result["wall_time_s"] = round(summary["wall_time_total_s"], 3)
+        result["wall_time_complete"] = summary.get("wall_time_total_s") is not None or not summary.get("resumed_from_step")
         files.write_json_atomic(result_path, result)
         return "failed" if run["status"] != "ok" else state
 
@@ -272,7 +277,7 @@ class Runner:
         if run["status"] == "ok" and value is None:
             self.out(f"warning: run {ft.id} has no metric '{col.metric}' (has: {sorted(numeric_leaves(metrics))})")
         pre = next(p for p in self.plan.pretrains if p.id == ft.pretrain_id)
-        return {**run, **column_statistics(col, output, value), "pretrain_seed": ft.pretrain_seed,
+        return {**run, **records.column_statistics(col, output, value), "pretrain_seed": ft.pretrain_seed,
                 "output": {k: v for k, v in output.items() if isinstance(v, (str, int, float, bool))},
                 "experiment": self.plan.experiment.name, "scale": self.plan.scale.name, "variant": ft.variant,
                 "base_variant": variant.base or variant.name, "sweep_value": variant.sweep_value,
@@ -283,25 +288,6 @@ class Runner:
                 "config": {"model": self.models.get(pre.id) or to_dict(pre.model),
                            "pretrain": to_dict(pre.pretrain) if pre.kind == "pretrain" else None,
                            "init": ft.init, "finetune": to_dict(ft.finetune)}}
-
-
-def column_statistics(col, output, value):
-    """The record fields the tables' statistics read, for column `col`: per-example rows of its metric
-    (or None when the metric has no per-example form), the majority-class baseline of that metric,
-    and whether the run collapsed (one prediction for everything, or no better than the baseline)."""
-    rows = output.get("example_rows") or {}
-    form = rows.get("form")
-    example_rows = ({"form": form, "metric": col.metric, "rows": rows["rows"]}
-                    if form and per_example.has_rows(form, col.metric) else None)
-    majority = (output.get("majority_baseline") or {}).get(col.metric)
-    reason = None
-    if output.get("single_prediction"):
-        reason = "predicts a single class"
-    elif value is not None and majority is not None and (
-            value <= majority if col.higher_is_better else value >= majority):
-        reason = "at or below the majority baseline"
-    return {"example_rows": example_rows, "baselines": {"majority": majority},
-            "collapsed": reason is not None, "collapse_reason": reason}
 
 
 # ---------------------------------------------------------------------------------------------
