@@ -145,6 +145,22 @@ def test_size_notes_and_no_delta_without_reference(experiment):
     assert "our model sizes at this scale: BERT_BASE = L1 H64 A4; No NSP = L2 H96 A6" in md
 
 
+def test_compute_note_sums_the_records_wall_times(experiment, records):
+    machine = {"cpu_model": "AMD EPYC", "cpu_cores": 2, "accelerators": []}
+    timed = [dict(r, wall_time_s=90.0, hardware=machine) for r in records if r["kind"] == "finetune"]
+    resumed = dict(pre(["bert"], 4.5), wall_time_s=5400.0, hardware=machine, output={"steps": 2000, "resumed_from_step": 500})
+    whole = dict(pre(["no_nsp"], 5.25), wall_time_s=1800.0, hardware=dict(machine, accelerators=["GPU:0"]),
+                 output={"steps": 2000}, wall_time_complete=True)
+    random_init = dict(pre(["no_pretraining"], 9.0), wall_time_s=1.0, hardware=machine, output={"steps": 0})
+    notes = build_table(timed + [resumed, whole, random_init], experiment).attrs["notes"]
+    # 5 ok fine-tuning runs (every grid point: compute spent) x 90 s; 5,400 + 1,800 s of pretraining (random init is not one); the resumed
+    # record without wall_time_complete is an older one: its time is a lower bound
+    assert notes[-1] == ("Compute (wall clock, from the records): 2 pretraining run(s) 2.0 h (at least: 1 resumed run(s) "
+                         "record only their last process), 5 fine-tuning run(s) 8 min; on AMD EPYC, 2 cores; "
+                         "AMD EPYC, 2 cores + GPU:0.")
+    assert not any(n.startswith("Compute") for n in build_table(records, experiment).attrs["notes"])
+
+
 def _record_of(f, seed=None):
     seed = f.seed if seed is None else seed
     return {**ft(f.variant, seed, 0.8, column=f.column, grid=f.grid), "pretrain_id": f.pretrain_id,

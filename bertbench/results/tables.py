@@ -98,7 +98,7 @@ def build_table(records, experiment, paper=(), median=False, seed=SEED):
                        title=experiment.title, statistic="median" if median else "mean",
                        sweep={v.row: [v.base, v.sweep_value] for v in variants if v.base})
     frame.attrs["notes"] = (_proxy_notes(ok, experiment) + statistics_notes(frame, experiment)
-                            + _size_notes(ok, ours) + reference_notes(ok, names)
+                            + _size_notes(ok, ours) + reference_notes(ok, names) + _compute_notes(ok)
                             + [f"{p['source']}: {p['note']}" for p in paper
                                if p["table"] == experiment.paper_table and p["value"] is None])
     return frame
@@ -157,6 +157,27 @@ def _size_notes(records, variants):
     if len({size for _, size in shown}) < 2:
         return []
     return ["our model sizes at this scale: " + "; ".join(f"{row} = {size}" for row, size in shown)]
+
+
+def _hours(seconds):
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+def _compute_notes(records):
+    """'Compute: ...': the wall time of the table's runs as their records give it, and the machines."""
+    pre = [r for r in records if r.get("kind") == "pretrain" and (r.get("output") or {}).get("steps")]  # not random init
+    fts = [r for r in records if r.get("kind") == "finetune"]
+    if not any(r.get("wall_time_s") for r in pre + fts):
+        return []
+    partial = sum(1 for r in pre if r.get("wall_time_complete") is False or (  # older records: no such field
+        r.get("wall_time_complete") is None and (r.get("output") or {}).get("resumed_from_step")))
+    machines = sorted({f"{h.get('cpu_model') or '?'}, {h.get('cpu_cores') or '?'} cores"
+                       + "".join(f" + {a}" for a in h.get("accelerators") or ())
+                       for h in (r.get("hardware") or {} for r in pre + fts)})
+    seconds = [sum(r.get("wall_time_s") or 0.0 for r in runs) for runs in (pre, fts)]
+    return [f"Compute (wall clock, from the records): {len(pre)} pretraining run(s) {_hours(seconds[0])}"
+            + (f" (at least: {partial} resumed run(s) record only their last process)" if partial else "")
+            + f", {len(fts)} fine-tuning run(s) {_hours(seconds[1])}; on {'; '.join(machines)}."]
 
 
 def current_records(records, plan):
