@@ -380,6 +380,22 @@ def test_a_damaged_weights_file_without_a_checksum_is_still_one_line(tmp_path):
         load_encoder(ckpt)
 
 
+def test_a_damaged_vocabulary_is_refused_not_used(tmp_path):
+    """A vocab.txt that lost or changed a line would tokenize wrongly without any error: its checksum
+    is saved with the checkpoint and checked at load (checkpoints from before it load as they did)."""
+    keras.utils.set_random_seed(0)
+    ckpt = save_encoder(build_encoder(TINY), TINY, tmp_path / "ckpt", write_vocab(tmp_path / "v.txt"), lowercase=False)
+    vocab = (ckpt / "vocab.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+    (ckpt / "vocab.txt").write_text("".join(vocab[:5] + vocab[6:]), encoding="utf-8")  # one token gone
+    with pytest.raises(BertbenchError, match=r"vocab.txt is damaged \(its SHA-256 differs from the one saved in "
+                                             r"bertbench_encoder.json\); rerun the pretraining"):
+        load_encoder(ckpt)
+    meta = json.loads((ckpt / CONFIG_FILE).read_text())
+    del meta["vocab_sha256"]
+    (ckpt / CONFIG_FILE).write_text(json.dumps(meta))
+    assert load_encoder(ckpt).model_cfg == TINY  # an older checkpoint: nothing to check it against
+
+
 def test_damaged_keras_hub_and_hugging_face_weights_are_one_line(tmp_path):
     from bertbench.model.export import export_huggingface, export_keras_hub
 

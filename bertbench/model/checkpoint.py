@@ -65,9 +65,10 @@ def save_encoder(encoder, model_cfg, out_dir, vocab_path, lowercase, extra=None)
     try:
         encoder.save_weights(str(tmp / WEIGHTS_FILE))
         meta["weights_sha256"] = _sha256(tmp / WEIGHTS_FILE)
+        shutil.copyfile(vocab_path, tmp / VOCAB_FILE)
+        meta["vocab_sha256"] = _sha256(tmp / VOCAB_FILE)  # a damaged vocab would tokenize silently wrong
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n",
                                        encoding="utf-8")
-        shutil.copyfile(vocab_path, tmp / VOCAB_FILE)
         _replace_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -135,8 +136,9 @@ def _load_bertbench(path):
         if not (path / name).is_file():
             raise BertbenchError(f"{path} is missing {name}; re-save the checkpoint with bertbench")
     weights = path / WEIGHTS_FILE
-    if meta.get("weights_sha256") not in (None, _sha256(weights)):  # checkpoints before it have none
-        raise damaged(weights, f"its SHA-256 differs from the one saved in {CONFIG_FILE}", REDO)
+    for name, key in ((WEIGHTS_FILE, "weights_sha256"), (VOCAB_FILE, "vocab_sha256")):
+        if meta.get(key) not in (None, _sha256(path / name)):  # checkpoints from before the field have none
+            raise damaged(path / name, f"its SHA-256 differs from the one saved in {CONFIG_FILE}", REDO)
     encoder = build_encoder(model_cfg)
     try:
         encoder.load_weights(str(weights))
