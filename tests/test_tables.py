@@ -323,6 +323,26 @@ def _plan_records(exp, value, seeds=3, **extra):
     return [{**r, "experiment": exp.name} for r in out]
 
 
+def test_budget_note_is_the_smallest_k_from_which_every_gain_is_real():
+    """mlm gains at 100 but not at 200 (noise), then at 300: its budget is 300, not 100; ltr never gains."""
+    exp = load_experiment("ablation_steps")
+    noise = {0: 0.0, 1: 1.0, 2: -1.0}
+    gain = {"mlm@50": (0.0, 2.0, -2.0), "mlm@100": (5.0, 6.0, 4.0), "mlm@200": (1.0, -1.0, 0.5),
+            "mlm@300": (3.0, 4.0, 3.5), "ltr@50": (0.0, 0.5, -0.5), "ltr@100": (-1.0, 0.0, 1.0),
+            "ltr@200": (0.0, 0.0, 0.0), "ltr@300": (-2.0, -1.0, -1.5), "no_pretraining": (0.0, 0.0, 0.0)}
+    recs = _plan_records(exp, lambda f: 60.0 + noise[f.seed] + gain[f.variant][f.seed])
+    for r in recs:  # what the runner writes for a sweep's row
+        if "@" in r.get("variant", ""):
+            r["base_variant"], r["sweep_value"] = r["variant"].split("@")[0], int(r["variant"].split("@")[1])
+    frame = build_table(recs, exp)
+    budget = [n for n in frame.attrs["notes"] if n.startswith("Budget")]
+    assert len(budget) == 1 and budget[0].endswith(
+        "SST-2, mlm: 300 (+3.5 [+2.3, +4.7], p=0.250); SST-2, ltr: no k up to 300; "
+        "QNLI, mlm: 300 (+3.5 [+2.3, +4.7], p=0.250); QNLI, ltr: no k up to 300.")
+    plain = build_table(_plan_records(load_experiment("ablation_nsp"), lambda f: 60.0), load_experiment("ablation_nsp"))
+    assert not any(n.startswith("Budget") for n in plain.attrs["notes"])  # not a sweep
+
+
 def _write_records(folder, recs):
     folder.mkdir(parents=True)
     for i, r in enumerate(recs):

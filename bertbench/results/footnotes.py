@@ -80,3 +80,36 @@ def statistics_notes(frame, experiment):
         notes.append("Majority class (constant prediction): the column's metric of predicting the majority class "
                      "(the mean, for regression) for every dev example, on the same dev examples as the runs.")
     return notes
+
+
+def sweep_notes(frame, experiment):
+    """For a sweep with a reference row (ablation_steps: k steps against none): per column and objective,
+    the smallest k from which every measured k's Δ interval excludes 0 on the better side, i.e. the budget
+    at which the gain is real at this table's seeds, or that no k up to the largest is."""
+    sweep, reference = frame.attrs.get("sweep") or {}, frame.attrs.get("reference")
+    if not sweep or reference is None:
+        return []
+    directions, decimals = {c.name: c.higher_is_better for c in experiment.columns}, frame.attrs.get("decimals", {})
+    parts = []
+    for col in _columns(frame):
+        lines = {}
+        for label, (base, step) in sweep.items():
+            row = frame.loc[label]
+            if label != reference and row[(col, "n")] and not math.isnan(row[(col, "delta_low")]):
+                better = row[(col, "delta_low")] > 0 if directions.get(col, True) else row[(col, "delta_high")] < 0
+                lines.setdefault(base, []).append((step, better, label))
+        for base, points in lines.items():
+            points.sort()
+            first = next((i for i in range(len(points)) if all(b for _, b, _ in points[i:])), None)
+            if first is None:
+                parts.append(f"{col}, {base}: no k up to {points[-1][0]:,}")
+                continue
+            row, d = frame.loc[points[first][2]], decimals.get(col, 1)
+            parts.append(f"{col}, {base}: {points[first][0]:,} ({row[(col, 'delta')]:+.{d}f} "
+                         f"[{row[(col, 'delta_low')]:+.{d}f}, {row[(col, 'delta_high')]:+.{d}f}], "
+                         f"{format_p(row[(col, 'p')])})")
+    if not parts:
+        return []
+    return [f"Budget: the smallest k from which every measured k's Δ over {reference} has its 95% interval on "
+            f"the better side of 0 (with its p-value: with few seeds the exact test may not agree): "
+            + "; ".join(parts) + "."]

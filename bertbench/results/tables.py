@@ -32,7 +32,7 @@ from bertbench.experiments.plan import expand
 from bertbench.experiments.reference import is_reference, reference_notes, references_in
 from bertbench.results.cells import cell, cell_stats, majority, ok_records, table_cells
 from bertbench.results.comparisons import REFERENCE, holm_adjust, paired
-from bertbench.results.footnotes import statistics_notes
+from bertbench.results.footnotes import statistics_notes, sweep_notes
 from bertbench.results.formats import RENDERERS, SUFFIX
 from bertbench.results.intervals import SEEDS, cell_interval
 from bertbench.results.plots import plot_cells, plot_sweep
@@ -97,7 +97,7 @@ def build_table(records, experiment, paper=(), median=False, seed=SEED):
                        reference=next((v.row for v in variants if v.name == reference), None),
                        title=experiment.title, statistic="median" if median else "mean",
                        sweep={v.row: [v.base, v.sweep_value] for v in variants if v.base})
-    frame.attrs["notes"] = (_proxy_notes(ok, experiment) + statistics_notes(frame, experiment)
+    frame.attrs["notes"] = (_proxy_notes(ok, experiment) + statistics_notes(frame, experiment) + sweep_notes(frame, experiment)
                             + _size_notes(ok, ours) + reference_notes(ok, names) + _compute_notes(ok)
                             + [f"{p['source']}: {p['note']}" for p in paper
                                if p["table"] == experiment.paper_table and p["value"] is None])
