@@ -55,3 +55,19 @@ def test_estimate_prefers_runs_of_the_same_model_size_and_precision(tmp_path):
     (tmp_path / "results" / "x" / "ci" / "records" / "same.json").unlink()
     (line,) = estimate_lines(plan, states, tmp_path / "results", host="box")
     assert "pretraining ~30 s (1 run, from 1 measured)" in line  # same size, other precision before other sizes
+
+
+def test_a_resumed_run_counts_all_its_steps_and_archived_records_count(tmp_path):
+    """A record that only has its last process's time (resumed at step 1,500 of 2,000, trained 500 steps in
+    100 s) stands for 400 s, not 100 s; records under results/archive/... are this machine's history too."""
+    plan = make_plan("ablation_nsp", only=["bert"], columns=["MRPC"])
+    flops = estimate_flops(plan.pretrains[0].model, plan.pretrains[0].pretrain)
+    recs = tmp_path / "results" / "archive" / "v1" / "x" / "ci" / "records"
+    _write(recs, "resumed", {"hardware": {"hostname": "box"}, "status": "ok", "kind": "pretrain", "wall_time_s": 130.0,
+                             "output": {"estimated_flops": flops, "steps": 2000, "resumed_from_step": 1500,
+                                        "train_wall_time_s": 100.0}})
+    _write(recs, "ft", {"hardware": {"hostname": "box"}, "status": "ok", "kind": "finetune", "task": "mrpc",
+                        "wall_time_s": 30.0, "config": {"finetune": {"max_train_examples": 1000}}})
+    states = plan_states(plan, tmp_path / "none", tmp_path / "runs")
+    (line,) = estimate_lines(plan, states, tmp_path / "results", host="box")
+    assert "pretraining ~7 min (1 run, from 1 measured)" in line  # 400 s

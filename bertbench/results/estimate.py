@@ -22,10 +22,11 @@ from bertbench.results.records import read_json
 
 
 def host_records(results, host=None):
-    """Every ok record under `results` (all experiments and scales) measured on `host` (this one)."""
+    """Every ok record under `results` (all experiments and scales, archived ones too: results/archive/...)
+    measured on `host` (this one)."""
     host = host or socket.gethostname()
     out = []
-    for path in sorted(Path(results).glob("*/*/records/*.json")):
+    for path in sorted(Path(results).glob("**/records/*.json")):
         try:
             record = read_json(path)
         except BertbenchError:  # a damaged record is `table`'s to report, not the estimate's
@@ -52,11 +53,20 @@ def _closest(runs, shape):
     return []
 
 
+def _seconds(record):
+    """A pretraining record's seconds for its whole run: its wall time, or, for a resumed run whose record
+    has only its last process's, that process's training time scaled to all the steps."""
+    out = record.get("output") or {}
+    resumed, steps = out.get("resumed_from_step") or 0, out.get("steps") or 0
+    if not resumed or record.get("wall_time_complete") or not out.get("train_wall_time_s") or steps <= resumed:
+        return record.get("wall_time_s")
+    return out["train_wall_time_s"] * steps / (steps - resumed)
+
+
 def _seconds_per_flop(history, shape):
     rates = [(_shape((r.get("config") or {}).get("model") or {}, (r.get("output") or {}).get("precision")),
-              r["wall_time_s"] / r["output"]["estimated_flops"]) for r in history
-             if r.get("kind") == "pretrain" and (r.get("output") or {}).get("estimated_flops")
-             and r.get("wall_time_s")]
+              _seconds(r) / r["output"]["estimated_flops"]) for r in history
+             if r.get("kind") == "pretrain" and (r.get("output") or {}).get("estimated_flops") and _seconds(r)]
     pool = _closest(rates, shape)
     return (statistics.median(pool), len(pool)) if pool else (None, 0)
 
