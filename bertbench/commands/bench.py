@@ -26,17 +26,22 @@ def add_arguments(parser):
                           help="show TensorFlow's C++ log lines (hidden by default)")
 
 
-def add_pretrain_arguments(parser):
-    defaults = PretrainBench()
+def _shared_arguments(parser, defaults, example, rows):
+    """The model, its overrides and the timing of a bench (pretrain and finetune take the same)."""
     parser.add_argument("--model", default=defaults.model, help="model preset (see `bertbench models`)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="model.KEY=VALUE",
-                        help="override a model setting, e.g. --set model.activation=gelu_approximate")
-    parser.add_argument("--seq-length", type=int, default=defaults.seq_length, help="tokens per sequence")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="sequences per training step")
+                        help=f"override a model setting, e.g. --set {example}")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help=f"{rows} per training step")
     parser.add_argument("--steps", type=int, default=defaults.steps, help="timed training steps per model")
     parser.add_argument("--warmup", type=int, default=defaults.warmup, help="untimed steps per model (tracing)")
     parser.add_argument("--rounds", type=int, default=defaults.rounds,
-                        help="interleaved ours/peer rounds the timed steps are split over")
+                        help="interleaved rounds the timed steps are split over")
+
+
+def add_pretrain_arguments(parser):
+    defaults = PretrainBench()
+    _shared_arguments(parser, defaults, "model.activation=gelu_approximate", "sequences")
+    parser.add_argument("--seq-length", type=int, default=defaults.seq_length, help="tokens per sequence")
     parser.add_argument("--precision", default=defaults.precision, choices=PRECISIONS,
                         help="Keras dtype policy of ours (auto: this machine's best, as `pretrain` picks it)")
     parser.add_argument("--peer-precision", default=defaults.peer_precision, choices=PEER_PRECISIONS,
@@ -101,16 +106,10 @@ def _report(result, format_report, json_path):
 
 def add_finetune_arguments(parser):
     d = finetune_bench.FinetuneBench()
-    parser.add_argument("--model", default=d.model, help="model preset (see `bertbench models`)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="model.KEY=VALUE",
-                        help="override a model setting, e.g. --set model.num_layers=2")
+    _shared_arguments(parser, d, "model.num_layers=2", "rows")
     parser.add_argument("--max-seq-length", type=int, default=d.max_seq_length, help="tokens per row (padded)")
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="rows per training step")
     parser.add_argument("--train-examples", type=int, default=d.train_examples, help="SST-2 train rows used")
     parser.add_argument("--eval-examples", type=int, default=d.eval_examples, help="dev rows predicted (0 = all)")
-    parser.add_argument("--steps", type=int, default=d.steps, help="timed training steps per model")
-    parser.add_argument("--warmup", type=int, default=d.warmup, help="untimed steps per model (tracing)")
-    parser.add_argument("--rounds", type=int, default=d.rounds, help="interleaved rounds the timed steps are split over")
     parser.add_argument("--data-dir", default=d.data_dir, help="data root (default: $BERTBENCH_DATA, then the sample)")
     parser.add_argument("--vocab", default=d.vocab, help="vocab.txt of the tokenizer (default: bundled)")
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of the models' weights and batches")
