@@ -367,15 +367,14 @@ def test_same_seed_same_result_and_idempotent(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_evidence_tiny_encoder_beats_majority_on_real_sst2(tmp_path):
-    """Real SST-2 (bundled sample: 2,000 train / 400 dev sentences), random-init tiny encoder."""
+def test_evidence_tiny_encoder_beats_majority_on_real_sst2(sst2_float32_run):
+    """Real SST-2 (bundled sample: 2,000 train / 400 dev sentences), random-init tiny encoder (L2 H32,
+    4 epochs; the run is conftest's sst2_float32_run, shared with test_finetune_precision)."""
     spec = get_task("sst2")
     train, dev = spec.load("train"), spec.load("dev")
-    vocab = make_vocab(tmp_path / "vocab.txt", [ex.text_a for ex in train], size=3000)  # train text only
     majority = 100.0 * max(collections.Counter(ex.label for ex in dev).values()) / len(dev)
-    cfg = FinetuneConfig(task="sst2", learning_rate=3e-3, batch_size=32, epochs=4.0, max_seq_length=64, seed=0)
-    model_cfg = ModelConfig(num_layers=2, hidden_dim=32, num_heads=2, max_sequence_length=64)
-    record = loop.finetune(cfg, None, tmp_path / "out", model_cfg=model_cfg, vocab=vocab)
+    _, _, record = sst2_float32_run
+    assert record["num_train_examples"] == len(train) == 2000 and record["init"]["source"] == "random"
     assert record["num_eval_examples"] == len(dev) == 400
     assert record["metrics"]["accuracy"] >= majority + 8.0, (record["metrics"], majority)
     train_majority = collections.Counter(ex.label for ex in train).most_common(1)[0][0]

@@ -134,8 +134,9 @@ def test_float32_is_todays_run_whatever_the_callers_policy(tmp_path):
 
 
 @pytest.mark.slow
-def test_bf16_learns_sst2_as_fp32_does(tmp_path, monkeypatch):
-    """Bundled SST-2 (2,000 train / 400 dev), random-init 2-layer H32 encoder, same seed in both precisions.
+def test_bf16_learns_sst2_as_fp32_does(tmp_path, monkeypatch, sst2_float32_run):
+    """Bundled SST-2 (2,000 train / 400 dev), random-init 2-layer H32 encoder, same seed in both precisions
+    (the float32 run: conftest's sst2_float32_run, shared with test_finetune's evidence test).
     Measured (docs/BENCHMARKS.md), dev accuracy for seeds 0/1/2: fp32 67.25 / 67.0 / 67.0, bf16 68.0 /
     66.75 / 64.75, majority class 52.0. The band, loose on purpose (one seed): bf16 predicts more than one
     class, >= majority + 5 and within 8 points of fp32; a bf16 path that collapses to the majority class
@@ -143,11 +144,10 @@ def test_bf16_learns_sst2_as_fp32_does(tmp_path, monkeypatch):
     spec = get_task("sst2")
     dev = spec.load("dev")
     majority = 100.0 * max(collections.Counter(ex.label for ex in dev).values()) / len(dev)
-    model = ModelConfig(num_layers=2, hidden_dim=32, num_heads=2, max_sequence_length=64)
-    cfg = FinetuneConfig(task="sst2", learning_rate=3e-3, batch_size=32, epochs=4.0, max_seq_length=64,
-                         padding="dynamic", seed=0)
+    model, cfg, fp32_record = sst2_float32_run
+    assert fp32_record["precision"] == "float32" and cfg.precision == "float32"
     before = global_policy()
-    runs = {"float32": loop.finetune(cfg, None, tmp_path / "fp32", model_cfg=model)}
+    runs = {"float32": fp32_record}
     logits = recording_logits(monkeypatch)
     runs[BF16] = loop.finetune(dataclasses.replace(cfg, precision=BF16), None, tmp_path / "bf16", model_cfg=model)
     check_bf16_record(runs[BF16], logits, before)

@@ -49,12 +49,14 @@ def free_ports(n):
             s.close()
 
 
-def worker_env(tmp_path, ports, index):
+def worker_env(tmp_path, ports, index, cache=None):
+    """cache: the tokenized-corpus cache (default tmp_path/cache); a run given the `runs` fixture's reads
+    the corpus that fixture's runs already tokenized instead of tokenizing it again in each worker."""
     tf_config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
     scratch = tmp_path / f"tmp{index}"
     scratch.mkdir(exist_ok=True)
     return {"TF_CONFIG": json.dumps(tf_config), "CUDA_VISIBLE_DEVICES": "", "TMPDIR": str(scratch),
-            "BERTBENCH_CACHE": str(tmp_path / "cache")}
+            "BERTBENCH_CACHE": str(cache or tmp_path / "cache")}
 
 
 def pretrain_argv(out, strategy):
@@ -81,10 +83,10 @@ def finish(procs, deadline):
     return out
 
 
-def two_workers(tmp_path, outs):
+def two_workers(tmp_path, outs, cache=None):
     """Run 2 workers to the end (worker i writes to outs[i]); asserts both exit 0."""
     ports = free_ports(2)
-    procs = [start(pretrain_argv(outs[i], "multiworker"), worker_env(tmp_path, ports, i)) for i in range(2)]
+    procs = [start(pretrain_argv(outs[i], "multiworker"), worker_env(tmp_path, ports, i, cache)) for i in range(2)]
     for rc, err in finish(procs, time.monotonic() + DEADLINE_S):
         assert rc == 0, err[-3000:]
 
@@ -136,12 +138,12 @@ def test_only_the_chief_writes(runs):
 
 @pytest.mark.slow
 def test_killed_worker_resumes_from_the_last_checkpoint(runs, tmp_path):
-    out, ports = tmp_path / "run", free_ports(2)
+    out, ports, cache = tmp_path / "run", free_ports(2), runs / "cache"
     kill = KillAt("bertbench.pretraining.loop", "save_checkpoint", when="after", call=2)  # after step 20
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        victim = pool.submit(run_killed, pretrain_argv(out, "multiworker"), kill, worker_env(tmp_path, ports, 1),
-                             DEADLINE_S)
-        chief = start(pretrain_argv(out, "multiworker"), worker_env(tmp_path, ports, 0))
+        victim = pool.submit(run_killed, pretrain_argv(out, "multiworker"), kill,
+                             worker_env(tmp_path, ports, 1, cache), DEADLINE_S)
+        chief = start(pretrain_argv(out, "multiworker"), worker_env(tmp_path, ports, 0, cache))
         try:
             assert was_killed(victim.result(timeout=DEADLINE_S)), "worker 1 was not killed"
             deadline = time.monotonic() + 60
@@ -152,7 +154,7 @@ def test_killed_worker_resumes_from_the_last_checkpoint(runs, tmp_path):
             chief.send_signal(signal.SIGKILL)
             chief.communicate()
     assert not (out / "summary.json").exists() and checkpoint_steps(out)[-1] == 20
-    two_workers(tmp_path, [out, out])  # restart both
+    two_workers(tmp_path, [out, out], cache)  # restart both
     summary = json.loads((out / "summary.json").read_text())
     reference = json.loads((runs / "two" / "summary.json").read_text())
     assert summary["resumed_from_step"] == 20
