@@ -49,7 +49,8 @@ finetune.max_eval_examples = 32
 finetune.max_seq_length = 32
 """
 PLAN = ["ablation_nsp", "--only", "bert", "--column", "MRPC", "--seeds", "1"]
-VOLATILE = {"started", "finished", "wall_time_s", "train_wall_time_s", "tokens_per_s", "resumed_from_step", "git",
+VOLATILE = {"started", "finished", "wall_time_s", "train_wall_time_s", "wall_time_total_s", "tokens_per_s",
+            "resumed_from_step", "git",
             "hardware"}  # when and where it ran; a resumed pretraining's own share of the steps
 
 
