@@ -96,8 +96,11 @@ def test_the_time_ledger_adds_a_resume_to_its_checkpoint_and_knows_when_it_canno
 
 @pytest.mark.slow
 def test_a_staged_pretraining_computes_what_one_run_computes(tmp_path, monkeypatch):
-    """Stopping at an export that is not a checkpoint step, then resuming in the same process, ends with
-    the loss curve, held-out metrics, exports and weights of an uninterrupted run, bit for bit."""
+    """Stopping at an export that is not a checkpoint step, fine-tuning that export in the same process (as
+    the runner does), then resuming, ends with the loss curve, held-out metrics, exports and weights of an
+    uninterrupted run, bit for bit."""
+    from bertbench.config import FinetuneConfig
+    from bertbench.finetuning.loop import finetune
     from bertbench.pretraining.loop import pretrain
 
     monkeypatch.setenv("BERTBENCH_CACHE", str(tmp_path / "cache"))
@@ -109,6 +112,8 @@ def test_a_staged_pretraining_computes_what_one_run_computes(tmp_path, monkeypat
     staged = tmp_path / "staged"
     assert (staged / "encoder_step15").is_dir() and (staged / "ckpt" / "ckpt-15.index").is_file()
     assert not (staged / "summary.json").exists() and not (staged / "encoder").exists()
+    finetune(FinetuneConfig(task="mrpc", epochs=1.0, batch_size=8, max_seq_length=32, max_train_examples=16,
+                            max_eval_examples=16, seed=3), str(staged / "encoder_step15"), tmp_path / "ft")
     done = pretrain(model, cfg, staged, export_at=(15,), verbose=False)
     pretrain(model, cfg, tmp_path / "straight", export_at=(15,), verbose=False)
     assert pretrain_outcome(staged) == pretrain_outcome(tmp_path / "straight")
