@@ -64,9 +64,10 @@ def _seconds(record):
 
 
 def _seconds_per_flop(history, shape):
-    rates = [(_shape((r.get("config") or {}).get("model") or {}, (r.get("output") or {}).get("precision")),
-              _seconds(r) / r["output"]["estimated_flops"]) for r in history
-             if r.get("kind") == "pretrain" and (r.get("output") or {}).get("estimated_flops") and _seconds(r)]
+    timed = [(r, _seconds(r)) for r in history
+             if r.get("kind") == "pretrain" and (r.get("output") or {}).get("estimated_flops")]
+    rates = [(_shape((r.get("config") or {}).get("model") or {}, r["output"].get("precision")),
+              seconds / r["output"]["estimated_flops"]) for r, seconds in timed if seconds]
     pool = _closest(rates, shape)
     return (statistics.median(pool), len(pool)) if pool else (None, 0)
 
