@@ -140,7 +140,7 @@ class Runner:
             self.finished.add(run_id)
             self.bar.update(1)
 
-    def _announce(self, text):
+    def announce(self, text):
         """Say what runs now: a line of output, and the bar's label ('run 7/23: ...')."""
         self.out(text)
         self.bar.set_label(f"run {len(self.finished) + 1}/{self.bar.total}: " + text.split(": ", 1)[-1])
@@ -165,10 +165,15 @@ class Runner:
                 for f in todo:
                     self._settled(f.id)
                 return True
-        for ft in (f for f in todo if f.id not in self.finished):  # (an export's runs went in stages)
-            if self._finetune(ft) != "locked":
-                self._settled(ft.id)
+        self.finetune_runs(todo)  # (an export's runs may have gone in stages already)
         return all(f.id in self.finished for f in todo)
+
+    def finetune_runs(self, fts):
+        """Run (or reuse) each fine-tuning of `fts` not settled yet; one locked by another runner stays
+        unsettled, for a later pass."""
+        for ft in fts:
+            if ft.id not in self.finished and self._finetune(ft) != "locked":
+                self._settled(ft.id)
 
     def _locked_run(self, kind, run_id, run_path, execute):
         """('done', record) from cache or by executing under the run's lock; ('locked', None) if another
@@ -215,7 +220,7 @@ class Runner:
         def execute():
             what = (describe_reference(pre.reference) if pre.reference
                     else f"{pre.kind}, {pre.pretrain.num_steps:,} steps")
-            self._announce(f"pretraining {pre.id}: {', '.join(self.plan.variants_of(pre.id))} ({what}) -> {out_dir}")
+            self.announce(f"pretraining {pre.id}: {', '.join(self.plan.variants_of(pre.id))} ({what}) -> {out_dir}")
             out_dir.mkdir(parents=True, exist_ok=True)
             if pre.reference:
                 return self.backend.reference(pre.reference, out_dir)
@@ -252,7 +257,7 @@ class Runner:
             shutil.rmtree(out_dir, ignore_errors=True)  # fine-tuning reruns from scratch
             out_dir.mkdir(parents=True)
             init = self.pretrain_dir(ft.pretrain_id) / ft.init
-            self._announce(f"fine-tuning {ft.id}: {ft.variant} / {ft.column} ({ft.task}) seed {ft.seed}")
+            self.announce(f"fine-tuning {ft.id}: {ft.variant} / {ft.column} ({ft.task}) seed {ft.seed}")
             return self.backend.finetune(ft.finetune, str(init), str(out_dir), str(self.data_dir),
                                          strategy=self.strategy)
 

@@ -42,7 +42,7 @@ def pretrain_in_stages(runner, pre, todo, cfg):
                 if not owned:
                     return False
                 if not export.is_dir():  # (written by another runner while this one waited)
-                    runner._announce(f"pretraining {pre.id}: {', '.join(runner.plan.variants_of(pre.id))} to step "
+                    runner.announce(f"pretraining {pre.id}: {', '.join(runner.plan.variants_of(pre.id))} to step "
                                      f"{step:,} of {pre.pretrain.num_steps:,}, then its fine-tuning runs")
                     out_dir.mkdir(parents=True, exist_ok=True)
                     try:
@@ -51,7 +51,5 @@ def pretrain_in_stages(runner, pre, todo, cfg):
                         return True
         # the model the export was built with (the tokenizer's vocabulary size, causal attention for LTR)
         runner.models.setdefault(pre.id, json.loads((export / CONFIG_FILE).read_text(encoding="utf-8"))["model"])
-        for ft in waiting:
-            if runner._finetune(ft) != "locked":
-                runner._settled(ft.id)
+        runner.finetune_runs(waiting)
     return True
