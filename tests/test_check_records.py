@@ -12,6 +12,7 @@ import pytest
 
 from bertbench import cli
 from bertbench.errors import BertbenchError
+from bertbench.experiments.schema import EXPERIMENTS_DIR
 from bertbench.results.check import BASELINE, SUITES, baseline_path, load_baseline, seed0_ids, suite_plan
 from bertbench.results.check_records import RecordMismatch, calibrate_from_records
 from bertbench.results.runner import make_plan, run_experiment
@@ -30,7 +31,7 @@ def test_suites_are_their_experiments_runs():
         mine = suite_plan(suite, seeds=5)
         point = suite.get("grid") or {}  # a scale with a fine-tuning grid: the suite checks one point of it
         wanted = [f for f in full.finetunes if f.variant in suite["only"] and f.column in suite["columns"]
-                  and all(f.grid[k] == v for k, v in point.items())]
+                  and all(f.grid[k] == v for k, v in point.items()) and f.role != "selection"]
         assert {f.id for f in mine.finetunes} == {f.id for f in wanted} and len(wanted) == 5 * 2 * 2
         assert len(full.finetunes) > len(wanted) and {tuple(f.grid.items()) for f in wanted} == {tuple(point.items())}
         assert {p.id for p in mine.pretrains} == {full.variant_pretrain[v] for v in suite["only"]}
@@ -38,6 +39,7 @@ def test_suites_are_their_experiments_runs():
     assert sorted(p.kind for p in small.pretrains) == ["pretrain", "random_init"]
     assert sorted((f.variant, f.column, f.seed) for f in small.finetunes) == [
         (v, c, 0) for v in ("bert", "no_pretraining") for c in ("QNLI", "SST-2")]
+    assert {f.role for f in small.finetunes} == {""}  # its point is pinned: plain runs, not selection candidates
     assert baseline_path("small") == BASELINE.parent / "small.json" and baseline_path("ci") == BASELINE
 
 
@@ -58,12 +60,32 @@ def small_records(tmp_path_factory):
     row and a column that are not the suite's (ignored), and the data folder the runs read."""
     root = tmp_path_factory.mktemp("small")
     (root / "data").mkdir()
+    # every rate x every seed (grid selection off), so the suite's point has its runs whatever is chosen;
+    # the runs are the same (same ids) as with the small scale's grid selection
+    experiments = Path(shutil.copytree(EXPERIMENTS_DIR, root / "experiments"))
+    path = experiments / "ablation_nsp.toml"
+    path.write_text(path.read_text() + "\n[scales.small]\ngrid_selection_seeds = 0\n")
     counts = run_experiment("ablation_nsp", "small", seeds=SEEDS, only=["bert", "no_pretraining", "no_nsp"],
                             columns=["SST-2", "QNLI", "MRPC"], data_dir=str(root / "data"),
                             results=root / "results", runs=root / "runs", out=lambda *_: None, tables=False,
-                            backend=FakeBackend(markers=root / "markers"))
+                            backend=FakeBackend(markers=root / "markers"), experiments=experiments)
     assert counts["failed"] == 0 and counts["ran"] == 3 + 3 * 3 * SEEDS * 3  # x 3 rates of the small grid
     return root
+
+
+def test_calibrating_from_records_where_selection_chose_another_point_says_how_to_calibrate(tmp_path):
+    """With the small scale's grid selection, a cell runs its reported seeds at the chosen point only: where
+    that is not the suite's point, its records cannot calibrate the suite, and the error says what can."""
+    (tmp_path / "data").mkdir()
+    run_experiment("ablation_nsp", "small", seeds=2, only=["bert", "no_pretraining"], columns=["SST-2", "QNLI"],
+                   data_dir=str(tmp_path / "data"), results=tmp_path / "results", runs=tmp_path / "runs",
+                   out=lambda *_: None, tables=False, backend=FakeBackend(markers=tmp_path / "markers"))
+    folder = tmp_path / "results" / "ablation_nsp" / "small" / "records"
+    at_point = [r for r in map(json.loads, (p.read_text() for p in folder.glob("*.json")))
+                if r["kind"] == "finetune" and r["role"] == "candidate" and r["grid"] == SMALL["grid"]]
+    assert len(at_point) < 2 * 2 * 2  # (the fake's metrics are fixed hashes: some cell chose another point)
+    with pytest.raises(BertbenchError, match=r"calibrate by running the suite: `bertbench check --scale small --calibrate 2`"):
+        calibrate_from_records(tmp_path / "results", tmp_path / "small.json", SMALL, out=lambda *_: None)
 
 
 @pytest.fixture

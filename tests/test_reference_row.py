@@ -103,7 +103,7 @@ def test_records_say_what_the_row_is_and_table_rebuilds_it_from_them(ckpt, tmp_p
     ref = inspect_reference(str(ckpt), "tiny-ref")
     kw = dict(results=results, runs=runs, out=quiet, only=["bert", "reference"], columns=["MRPC"], seeds=3)
     counts = run_experiment("ablation_nsp", backend=RefFake(tmp_path / "m"), reference=ref, **kw)
-    assert counts == dict(ran=2 + 6, cached=0, reused=0, failed=0, skipped=0)
+    assert counts == dict(ran=2 + 6, cached=0, reused=0, failed=0, skipped=0, unchosen=0)
     recs = records.load_records(results, "ablation_nsp", "ci")
     mine = [r for r in recs if r.get("reference")]
     assert len(mine) == 1 + 3 and {r["pretrain_id"] for r in mine} == {ref.id}

@@ -74,7 +74,7 @@ def check_complete(tmp_path, plan):
 
 def test_second_run_is_all_cached_and_tables_written(tmp_path):
     first = run(tmp_path)
-    assert first == dict(ran=35, cached=0, reused=0, failed=0, skipped=0)  # 4 pretrainings + random init + 6 x 5
+    assert first == dict(ran=35, cached=0, reused=0, failed=0, skipped=0, unchosen=0)  # 4 pretrainings + random init + 6 x 5
     check_complete(tmp_path, make_plan("ablation_nsp"))
     again = run(tmp_path)
     assert again["ran"] == 0 and again["cached"] == 30 + 5

@@ -119,6 +119,22 @@ def test_grid_point_with_the_best_mean_not_the_best_point_per_seed(experiment):
     assert cell_values(tie, "bert", experiment.columns[0]) == [70.0, 70.0]  # a tie goes to the first point
 
 
+def test_with_selection_runs_they_choose_the_point_and_only_the_reported_seeds_are_the_cell(experiment):
+    """Selection seeds (1000, 1001): point A 70, 74 (mean 72), point B 75, 75 (75): B is chosen, though A's
+    reported seeds (90, 60: mean 75) and B's (80, 66: 73) would choose A; the cell is B's reported 66, 80.
+    A tie between selection means goes to the first point key in sorted order (3e-05 < 5e-05)."""
+    a, b = {"finetune.learning_rate": 5e-5}, {"finetune.learning_rate": 3e-5}
+    recs = [ft("bert", 1000, 70.0, grid=a, role="selection"), ft("bert", 1001, 74.0, grid=a, role="selection"),
+            ft("bert", 1000, 75.0, grid=b, role="selection"), ft("bert", 1001, 75.0, grid=b, role="selection"),
+            ft("bert", 0, 90.0, grid=a, role="candidate"), ft("bert", 1, 60.0, grid=a, role="candidate"),
+            ft("bert", 1, 66.0, grid=b, role="candidate"), ft("bert", 0, 80.0, grid=b, role="candidate")]
+    assert cell_values(recs, "bert", experiment.columns[0]) == [80.0, 66.0]
+    assert build_table(recs, experiment, []).loc["BERT_BASE", ("MNLI-m", "n")] == 2
+    tie = [dict(r, main_metric={**r["main_metric"], "value": 72.0}) if r["role"] == "selection" else r for r in recs]
+    # (the keys are the points' JSON texts, '{"finetune.learning_rate": 3e-05}' first; record order aside)
+    assert cell_values(list(reversed(tie)), "bert", experiment.columns[0]) == [80.0, 66.0]
+
+
 def test_lower_is_better_picks_the_minimum_grid_point_and_baseline_row(experiment):
     col = dataclasses.replace(experiment.columns[0], metric="heldout.lm_perplexity")  # a lower-is-better metric
     assert col.higher_is_better is False and experiment.columns[0].higher_is_better is True

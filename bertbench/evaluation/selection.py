@@ -7,6 +7,7 @@ best point per seed and averaging those maxima would select on noise and bias th
     index = best_point([[80.1, 79.5], [81.0, 77.0]], higher_is_better=True)   # -> 0 (79.8 > 79.0)
 """
 
+import json
 import math
 
 
@@ -29,3 +30,16 @@ def best_point(values_by_point, higher_is_better=True):
         if not math.isnan(mean) and sign * mean > best_value:
             best, best_value = i, sign * mean
     return best
+
+
+def point_key(point):
+    """A grid point ({dotted key: value}) as text: the canonical key selections are made over."""
+    return json.dumps(point or {}, sort_keys=True)
+
+
+def selected_point(values_by_key, higher_is_better=True):
+    """The point_key chosen by selection runs ({point_key: [per-seed values]}): best_point over the keys
+    in sorted order, so the runner (which runs the chosen point) and the tables (which report it) agree
+    on ties."""
+    keys = sorted(values_by_key)
+    return keys[best_point([values_by_key[k] for k in keys], higher_is_better)]

@@ -4,6 +4,13 @@
 column -> column's scale -> grid point), resolves every run's configs, validates them (unknown keys fail with a
 did-you-mean before anything runs) and gives each run its id (`ids.py`): a pretraining shared by
 variants or experiments is one run.
+
+With a fine-tuning grid, a scale (or an experiment's [scales.<scale>]) may set `grid_selection_seeds = S`:
+each cell then runs every grid point with S selection seeds (SELECTION_SEED + i) first, and only the
+point they choose (best dev mean, evaluation.selection.best_point) with its reported seeds: the plan
+lists those as "candidate" runs of every point, and the runner runs the chosen point's
+(`results.runner.chosen_points`). Per cell that is points x S + seeds runs instead of points x seeds,
+and the reported mean is not the maximum over points of means of the same seeds.
 """
 
 import dataclasses
@@ -40,6 +47,20 @@ class FinetuneRun:
     grid: dict  # the grid point (dotted keys), {} without a grid
     finetune: FinetuneConfig
     pretrain_seed: int = 0  # which pretraining of the variant (with `seed`: the pairing unit of comparisons)
+    # "" (reported), "selection" (chooses its cell's grid point; seeds SELECTION_SEED + i, never reported)
+    # or "candidate" (reported, run only if the selection runs choose its point); not part of the id
+    role: str = ""
+
+
+# Selection runs take seeds from here (seed SELECTION_SEED + i): apart from the reported seeds, so the
+# seeds that choose a cell's grid point are not the ones its mean is computed from (no winner's curse).
+SELECTION_SEED = 1000
+
+
+def cell_key(ft):
+    """The runs that form one table cell (and choose one grid point): one pretraining run's (seed's)
+    variant x column."""
+    return ft.pretrain_id, ft.variant, ft.column
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +161,11 @@ def expand(exp, scale_name, *, seeds=None, only=None, columns=None, baseline=Fal
     seeds = list(range(seeds or exp.seeds or scale.seeds))
     grid_keys = sorted(scale.grid)
     grid = [dict(zip(grid_keys, point)) for point in itertools.product(*(scale.grid[k] for k in grid_keys))]
+    selecting = exp.scales.get(scale_name, {}).get("grid_selection_seeds", scale.grid_selection_seeds)
+    selection = [SELECTION_SEED + i for i in range(selecting)] if len(grid) > 1 else []
+    if selection and seeds[-1] >= SELECTION_SEED:
+        raise ConfigError(f"at most {SELECTION_SEED} seeds with grid selection (selection runs use seeds "
+                          f"{SELECTION_SEED}+), got {len(seeds)}")
     if pretrain_seeds < 1:
         raise ConfigError(f"--pretrain-seeds must be at least 1, got {pretrain_seeds}")
     pretrains, finetunes, variant_pretrain, owners, expanded = {}, {}, {}, {}, []
@@ -158,7 +184,7 @@ def expand(exp, scale_name, *, seeds=None, only=None, columns=None, baseline=Fal
                 owners.setdefault(pid, []).append(v.name)
                 variant_pretrain.setdefault(v.name, pid)
                 run = RunContext(exp, scale, v, layers, where, pid, init, m, data)
-                _add_finetunes(finetunes, run, cols, grid, seeds)
+                _add_finetunes(finetunes, run, cols, grid, seeds, selection)
     for ref in references:  # fine-tuned like the baseline: the scale's settings, no variant's overrides
         layers = {**scale.set, **exp.scales.get(scale_name, {}).get("set", {})}
         where = f"{exp.path.name} reference '{ref.label}' at scale '{scale_name}'"
@@ -167,7 +193,7 @@ def expand(exp, scale_name, *, seeds=None, only=None, columns=None, baseline=Fal
         owners[ref.id], variant_pretrain[ref.variant.name] = [ref.variant.name], ref.id
         mine = {}  # its runs: each must fit the checkpoint's position table
         _add_finetunes(mine, RunContext(exp, scale, ref.variant, layers, where, ref.id, "encoder", 0, data),
-                       cols, grid, seeds)
+                       cols, grid, seeds, selection)
         check_fits(ref, mine.values())
         finetunes.update(mine)
     return Plan(exp, scale, data, tuple(expanded), variant_pretrain, tuple(pretrains.values()),
@@ -189,9 +215,12 @@ class RunContext:
     data: str
 
 
-def _add_finetunes(finetunes, run, cols, grid, seeds):
-    """Every column x grid point x seed of one pretraining run, added to `finetunes` by id."""
-    for col, point, seed in itertools.product(cols, grid, seeds):
+def _add_finetunes(finetunes, run, cols, grid, seeds, selection=()):
+    """Every column x grid point x seed of one pretraining run, added to `finetunes` by id; with
+    `selection` seeds, those runs first (role "selection") and the reported seeds as candidates."""
+    runs = [(col, point, seed, "selection") for col, point, seed in itertools.product(cols, grid, selection)]
+    runs += [(col, point, seed, "candidate" if selection else "") for col, point, seed in itertools.product(cols, grid, seeds)]
+    for col, point, seed, role in runs:
         task = run.scale.proxies.get(col.task, col.task)
         flat = {**run.layers, **col.set, **col.scales.get(run.scale.name, {}), **point, "finetune.task": task, "finetune.seed": seed}
         _, _, ft = resolve_configs(flat, f"{run.where}, column '{col.name}'")
@@ -201,4 +230,4 @@ def _add_finetunes(finetunes, run, cols, grid, seeds):
             raise ConfigError(f"{run.exp.path.name}: '{run.variant.name}'/'{col.name}' and '{other.variant}'/"
                               f"'{other.column}' resolve to the same run; make their settings differ")
         finetunes[fid] = FinetuneRun(fid, run.pretrain_id, run.init, run.variant.name, col.name, task,
-                                     col.task if task != col.task else "", seed, point, ft, run.pretrain_seed)
+                                     col.task if task != col.task else "", seed, point, ft, run.pretrain_seed, role)

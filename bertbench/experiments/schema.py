@@ -34,6 +34,10 @@ class Scale:
     set: dict = dataclasses.field(default_factory=dict)
     proxies: dict = dataclasses.field(default_factory=dict)  # paper task -> stand-in task
     grid: dict = dataclasses.field(default_factory=dict)  # dotted finetune key -> list of values
+    # > 0: each cell's grid point is chosen on this many separate selection seeds per point, then only
+    # that point is run with the cell's seeds (plan.py: "selection" and "candidate" runs); 0: every point
+    # is run with every seed and the table keeps the best mean (the reported seeds chose it)
+    grid_selection_seeds: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +162,8 @@ def _scale(name, table, where):
         raise ConfigError(f"{where}: data must be 'sample' or 'required', got {scale.data!r}")
     if any(not k.startswith("finetune.") or not isinstance(v, list) for k, v in scale.grid.items()):
         raise ConfigError(f"{where}: grid entries must be finetune.* keys with a list of values")
+    if scale.grid_selection_seeds < 0:
+        raise ConfigError(f"{where}: grid_selection_seeds must be >= 0, got {scale.grid_selection_seeds}")
     _check_tasks(list(scale.proxies.values()), f"{where} proxies")
     return scale
 
@@ -189,6 +195,21 @@ def _variant(table, where):
                      prefix=f"{where}: ")
 
 
+EXPERIMENT_SCALE_KEYS = ("set", "grid_selection_seeds")
+
+
+def _experiment_scale(table, where):
+    """An experiment's [scales.<scale>] table: its overrides, and optionally its own grid_selection_seeds."""
+    _check_keys(table, EXPERIMENT_SCALE_KEYS, where)
+    out = {"set": check_overrides(table.get("set"), where)}
+    if "grid_selection_seeds" in table:
+        value = table["grid_selection_seeds"]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"{where}: grid_selection_seeds must be an integer >= 0, got {value!r}")
+        out["grid_selection_seeds"] = value
+    return out
+
+
 def _label(table, index):
     """How errors name the index-th [[columns]] / [[variants]] table: its name, else its position."""
     return table.get("name", index) if isinstance(table, dict) else index
@@ -208,8 +229,7 @@ def load_experiment(name, directory=None):
     _check_tasks([c.task for c in columns if c.task], path.name)
     if not columns or not variants:
         raise ConfigError(f"{path.name}: an experiment needs at least one [[columns]] and one [[variants]]")
-    scales = {s: {"set": check_overrides(t.get("set"), f"{path.name} scales.{s}")}
-              for s, t in data.get("scales", {}).items()}
+    scales = {s: _experiment_scale(t, f"{path.name} scales.{s}") for s, t in data.get("scales", {}).items()}
     scalars = {k: v for k, v in data.items() if k not in ("name", "columns", "variants", "scales")}
     exp = from_dict(Experiment, {"title": name, **scalars, "name": name, "path": path, "columns": columns,
                                  "variants": variants, "scales": scales}, prefix=f"{path.name}: ")

@@ -3,7 +3,9 @@
 Shared by the tables, the comparisons, the power lines and the plots. A fine-tuning cell's records
 are grouped by their grid point; the point is chosen by `bertbench.evaluation.selection.best_point`
 (the best MEAN over units, the rule `finetune --grid` uses; ties to the first point in record order)
-and every run of that point is reported. A pretraining cell (e.g. held-out perplexity) reads the
+and every run of that point is reported; when the cell has grid-selection runs (record role "selection",
+experiments/plan.py), they choose the point (`selected_point`) and only the other runs at it are
+reported. A pretraining cell (e.g. held-out perplexity) reads the
 pretraining summary, one value per pretraining run. The direction of a metric comes from the metric
 registry, through `Column.higher_is_better`.
 
@@ -14,10 +16,9 @@ lack `pretrain_seed` (read as 0), `collapsed` (false) and `baselines` (none).
 """
 
 import dataclasses
-import json
 import math
 
-from bertbench.evaluation.selection import best_point
+from bertbench.evaluation.selection import best_point, point_key, selected_point
 from bertbench.experiments.schema import BASELINE
 
 
@@ -66,7 +67,7 @@ def _points(records, variant, col):
                 # the pretraining runs of a variant (one per pretraining seed) form one point
                 points.setdefault("pretrain", []).append((unit_of(r), (r.get("metrics") or {}).get(col.metric), r))
         elif r.get("kind") == "finetune" and r.get("variant") == variant and r.get("column") == col.name:
-            key = json.dumps(r.get("grid") or {}, sort_keys=True)
+            key = (r.get("role") == "selection", point_key(r.get("grid")))
             points.setdefault(key, []).append((unit_of(r), (r.get("main_metric") or {}).get("value"), r))
     return list(points.values())
 
@@ -75,9 +76,16 @@ def cell(records, variant, col):
     """The Cell of `variant` x `col` (records already filtered to ok ones of the experiment)."""
     points = _points(records, variant, col)
     scale = 100.0 if col.times100 else 1.0
+    selection = {point_key(point[0][2].get("grid")): [v for _, v, r in point] for point in points
+                 if point[0][2].get("role") == "selection"}
+    points = [point for point in points if point[0][2].get("role") != "selection"]
     if not points:
         return Cell(scale=scale)
-    best = points[best_point([[v for _, v, _ in point] for point in points], col.higher_is_better)]
+    if selection:  # chosen on separate seeds (plan.py's grid selection); its reported runs only
+        chosen = selected_point(selection, col.higher_is_better)
+        best = next((p for p in points if point_key(p[0][2].get("grid")) == chosen), [])
+    else:  # chosen on the reported runs themselves
+        best = points[best_point([[v for _, v, _ in point] for point in points], col.higher_is_better)]
     runs = {}
     for unit, value, record in best:  # a unit run twice (should not happen) counts once: the first
         if value is not None and not math.isnan(float(value)):

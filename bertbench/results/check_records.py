@@ -74,7 +74,8 @@ def _cell_records(folder, variants, columns, point):
         if record.get("pretrain_seed"):
             continue
         if record.get("kind") == "finetune" and record.get("variant") in variants and record.get("column") in columns \
-                and all((record.get("grid") or {}).get(k) == v for k, v in point.items()):
+                and all((record.get("grid") or {}).get(k) == v for k, v in point.items()) \
+                and record.get("role") != "selection":  # (grid-selection runs: seeds the suite does not have)
             found.append((path, record))
         elif record.get("kind") in PRETRAIN_KINDS and set(record.get("variants") or ()) & set(variants):
             found.append((path, record))
@@ -105,10 +106,14 @@ def _refuse_missing(found, plan, results):
               [(f.id, f"{f.variant}/{f.column} seed {f.seed}") for f in plan.finetunes if f.id not in ok]
     if missing:
         seeds = 1 + max(f.seed for f in plan.finetunes)
+        point = " ".join(f"{k.split('.')[-1]}={v}" for k, v in (plan.finetunes[0].grid or {}).items())
+        chose = (f"; or, where the experiment's grid selection chose another point than the suite's ({point}), "
+                 f"calibrate by running the suite: `bertbench check --scale {plan.scale.name} --calibrate {seeds}`"
+                 if point else "")
         raise BertbenchError(f"{len(missing)} of the suite's {len(plan.pretrains) + len(plan.finetunes)} runs have "
                              f"no ok record in {results} (e.g. {missing[0][1]}, id {missing[0][0]}); finish them "
                              f"with `bertbench run {plan.experiment.name} --scale {plan.scale.name} --seeds {seeds} "
-                             f"--results {results}`")
+                             f"--results {results}`{chose}")
 
 
 def calibrate_from_records(results, baseline_path, suite, out=print):

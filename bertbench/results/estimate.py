@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bertbench.config import to_dict
 from bertbench.errors import BertbenchError
+from bertbench.experiments.plan import cell_key
 from bertbench.model.precision import choose_precision, cpu_flags
 from bertbench.pretraining.accounting import estimate_flops
 from bertbench.results.records import read_json
@@ -81,12 +82,24 @@ def _finetune_seconds(history, ft, shape):
     return statistics.median(pool) if pool else None
 
 
+def undecided_candidates(plan, states):
+    """The 'if chosen' candidates that will run, for counts and estimates: per cell, those of one grid
+    point (its first; the points' runs differ in their grid values only)."""
+    first = {}
+    for ft in plan.finetunes:
+        if states.get(ft.id) == "if chosen":
+            first.setdefault(cell_key(ft), ft.grid)
+    return [ft for ft in plan.finetunes if states.get(ft.id) == "if chosen" and ft.grid == first[cell_key(ft)]]
+
+
 def estimate_lines(plan, states, results="results", host=None):
-    """One or two lines: the plan's remaining wall time on this machine, or why there is no estimate."""
+    """One or two lines: the plan's remaining wall time on this machine, or why there is no estimate
+    (grid-selection candidates count once per cell and seed: the point to be chosen)."""
+
     host = host or socket.gethostname()
     history = host_records(results, host)
     todo_pre = [p for p in plan.pretrains if states[p.id] == "to run" and p.kind == "pretrain"]
-    todo_ft = [f for f in plan.finetunes if states[f.id] == "to run"]
+    todo_ft = [f for f in plan.finetunes if states[f.id] == "to run"] + undecided_candidates(plan, states)
     if not todo_pre and not todo_ft:
         return []
     rates = [_seconds_per_flop(history, _shape(p.model, _precision(p.pretrain.precision))) for p in todo_pre]

@@ -20,7 +20,8 @@ from bertbench import files
 from bertbench.backend import Backend
 from bertbench.config import to_dict
 from bertbench.errors import BertbenchError, unknown_name
-from bertbench.experiments.plan import expand
+from bertbench.evaluation.selection import point_key, selected_point
+from bertbench.experiments.plan import cell_key, expand
 from bertbench.experiments.reference import describe as describe_reference, reference_fields
 from bertbench.experiments.schema import experiments_dir, load_experiment, load_scales
 from bertbench.experiments.shards import parse_shard, shard_plan
@@ -29,7 +30,7 @@ from bertbench.pretraining.loop import missing_exports
 from bertbench.resources import resolve_data_dir
 from bertbench.progress import Progress
 from bertbench.results import records
-from bertbench.results.estimate import estimate_lines
+from bertbench.results.estimate import estimate_lines, undecided_candidates
 from bertbench.results.locks import ResultsClaim, RunLock, remove_dead_temporaries
 from bertbench.results.stages import pretrain_in_stages
 from bertbench.results.provenance import git_info, provenance
@@ -71,12 +72,45 @@ def numeric_leaves(data, prefix=""):
     return out
 
 
-def finetune_state(ft, recs, runs):
+def finetune_state(ft, recs, runs, chosen=None):
     """'cached' (its record is in the results folder: nothing to do), 'reused' (a finished run in the
-    runs folder: its record is written from it) or 'to run'. The runner and the dry run both ask this."""
+    runs folder: its record is written from it) or 'to run'; for a grid-selection candidate also
+    'unchosen' (its cell's selection runs chose another point: nothing to do) or 'if chosen' (they have
+    not all run yet). `chosen`: chosen_points() of the plan. The runner and the dry run both ask this."""
     if records.read_ok(Path(recs) / f"{ft.id}.json"):
         return "cached"
+    if ft.role == "candidate":
+        point = (chosen or {}).get(cell_key(ft))
+        if point is None:
+            return "if chosen"
+        if point != ft.grid:
+            return "unchosen"
     return "reused" if records.read_ok(Path(runs) / "finetune" / ft.id / "run.json") else "to run"
+
+
+def chosen_points(plan, recs):
+    """{cell key: the grid point its selection runs chose, or None while one of them has no record} for
+    the cells of `plan` with selection runs; the choice is evaluation.selection.selected_point's (best
+    mean of the ok runs' values), the one the tables make from the records (cells.py)."""
+    cells = {}
+    for ft in plan.finetunes:
+        if ft.role == "selection":
+            cells.setdefault(cell_key(ft), []).append(ft)
+    columns = {c.name: c for c in plan.experiment.columns}
+    chosen = {}
+    for key, runs in cells.items():
+        paths = [Path(recs) / f"{ft.id}.json" for ft in runs]
+        if not all(path.is_file() for path in paths):
+            chosen[key] = None
+            continue
+        points, values = {}, {}  # point_key -> point, [values]
+        for ft, path in zip(runs, paths, strict=True):
+            record = records.read_json(path)
+            points[point_key(ft.grid)] = ft.grid
+            values.setdefault(point_key(ft.grid), []).append(
+                (record.get("main_metric") or {}).get("value") if record.get("status") == "ok" else None)
+        chosen[key] = points[selected_point(values, columns[key[2]].higher_is_better)]
+    return chosen
 
 
 def pretrain_state(pre, needed, recs, runs):
@@ -87,17 +121,22 @@ def pretrain_state(pre, needed, recs, runs):
     return "reused" if records.read_ok(Path(runs) / "pretrain" / pre.id / "run.json") else "to run"
 
 
+DONE = ("cached", "unchosen")  # fine-tuning states with nothing left to do
+
+
 def plan_states(plan, recs, runs):
     """{run id: state} of every run of a plan (see finetune_state)."""
-    states = {ft.id: finetune_state(ft, recs, runs) for ft in plan.finetunes}
+    chosen = chosen_points(plan, recs)
+    states = {ft.id: finetune_state(ft, recs, runs, chosen) for ft in plan.finetunes}
     for pre in plan.pretrains:
-        needed = any(states[f.id] != "cached" for f in plan.finetunes if f.pretrain_id == pre.id)
+        needed = any(states[f.id] not in DONE for f in plan.finetunes if f.pretrain_id == pre.id)
         states[pre.id] = pretrain_state(pre, needed, recs, runs)
     return states
 
 
 class Runner:
-    """Runs one plan; `run()` returns counts {'ran', 'cached', 'reused', 'failed', 'skipped'}."""
+    """Runs one plan; `run()` returns counts {'ran', 'cached', 'reused', 'failed', 'skipped', 'unchosen'}
+    ('unchosen': grid-selection candidates at a point their cell's selection runs did not choose)."""
 
     def __init__(self, plan, results="results", runs="runs", backend=None, strategy="default", data_dir=None,
                  out=print, poll_s=1.0, progress=None, shard=None):
@@ -110,7 +149,7 @@ class Runner:
         git_info()  # the code this process loaded, read now (cached), not when a record is written hours later
         self.strategy, self.data_dir, self.out, self.poll_s = strategy, data_dir, out, poll_s
         self.records = records.records_dir(results, plan.experiment.name, plan.scale.name)
-        self.counts = dict(ran=0, cached=0, reused=0, failed=0, skipped=0)
+        self.counts = dict(ran=0, cached=0, reused=0, failed=0, skipped=0, unchosen=0)
         self.models = {}  # pretrain id -> the model config the run really had (resolved by the backend)
         self.finished = set()  # run ids settled in this process (done, cached, failed or skipped)
         self.columns = {c.name: c for c in plan.experiment.columns}
@@ -148,11 +187,13 @@ class Runner:
     def _group(self, pre):
         """Finish pretraining `pre` and its fine-tuning runs; False while one is locked elsewhere."""
         members = [f for f in self.plan.finetunes if f.pretrain_id == pre.id and f.id not in self.finished]
-        todo = [f for f in members if finetune_state(f, self.records, self.runs) != "cached"]
+        chosen = chosen_points(self.plan, self.records)
+        states = {f.id: finetune_state(f, self.records, self.runs, chosen) for f in members}
+        todo = [f for f in members if states[f.id] not in DONE]
         for f in members:
-            if f not in todo:
+            if states[f.id] in DONE:
                 self._settled(f.id)
-                self.counts["cached"] += 1
+                self.counts[states[f.id]] += 1
         if pre.id not in self.finished:
             if todo and not pretrain_in_stages(self, pre, todo, _materialize(pre.pretrain, self.data_dir)):
                 return False  # another runner pretrains it: its exports are fine-tuned as they appear
@@ -169,10 +210,21 @@ class Runner:
         return all(f.id in self.finished for f in todo)
 
     def finetune_runs(self, fts):
-        """Run (or reuse) each fine-tuning of `fts` not settled yet; one locked by another runner stays
-        unsettled, for a later pass."""
+        """Run (or reuse) each fine-tuning of `fts` not settled yet, grid-selection candidates last and
+        only at the point their cell's selection runs chose (the others are settled 'unchosen'); a run
+        locked by another runner, or a candidate whose selection is not complete, stays unsettled for a
+        later pass."""
         for ft in fts:
-            if ft.id not in self.finished and self._finetune(ft) != "locked":
+            if ft.role != "candidate" and ft.id not in self.finished and self._finetune(ft) != "locked":
+                self._settled(ft.id)
+        candidates = [f for f in fts if f.role == "candidate" and f.id not in self.finished]
+        chosen = chosen_points(self.plan, self.records) if candidates else {}
+        for ft in candidates:
+            point = chosen.get(cell_key(ft))
+            if point is not None and point != ft.grid:
+                self.counts["unchosen"] += 1
+                self._settled(ft.id)
+            elif point is not None and self._finetune(ft) != "locked":
                 self._settled(ft.id)
 
     def _locked_run(self, kind, run_id, run_path, execute):
@@ -287,7 +339,7 @@ class Runner:
                 "experiment": self.plan.experiment.name, "scale": self.plan.scale.name, "variant": ft.variant,
                 "base_variant": variant.base or variant.name, "sweep_value": variant.sweep_value,
                 "column": ft.column, "task": ft.task, "proxy_for": ft.proxy_for or None, "seed": ft.seed,
-                "grid": ft.grid, "pretrain_id": ft.pretrain_id, "metrics": metrics,
+                "grid": ft.grid, "role": ft.role, "pretrain_id": ft.pretrain_id, "metrics": metrics,
                 "main_metric": {"name": col.metric, "value": value, "higher_is_better": col.higher_is_better},
                 "data": self.plan.data, "data_dir": str(self.data_dir), **reference_fields(pre.reference),
                 "config": {"model": self.models.get(pre.id) or to_dict(pre.model),
@@ -337,10 +389,14 @@ def describe(plan, results="results", runs="runs"):
                      f"seed {ft.seed} {grid} ({ft.finetune.epochs:g} epochs x {cap} examples) <- {ft.pretrain_id}")
     todo_pre = [p for p in plan.pretrains if states[p.id] == "to run"]
     tokens = sum(pretrain_tokens(p.pretrain) for p in todo_pre if p.kind == "pretrain")
-    count = {s: sum(1 for v in states.values() if v == s) for s in ("cached", "reused", "to run")}
+    count = {s: sum(1 for v in states.values() if v == s) for s in ("cached", "reused", "to run", "if chosen", "unchosen")}
+    pending = undecided_candidates(plan, states)
     lines.append(f"to run: {len(todo_pre)} pretraining ({tokens:,} tokens), "
-                 f"{sum(1 for f in plan.finetunes if states[f.id] == 'to run')} fine-tuning; "
-                 f"cached: {count['cached']} (records in {recs}); reused: {count['reused']} (finished in {runs})")
+                 f"{sum(1 for f in plan.finetunes if states[f.id] == 'to run')} fine-tuning"
+                 + (f" + {len(pending)} at the grid points their selection runs will choose (of "
+                    f"{count['if chosen']} candidates)" if pending else "")
+                 + f"; cached: {count['cached']} (records in {recs}); reused: {count['reused']} (finished in {runs})"
+                 + (f"; unchosen: {count['unchosen']} (grid points not chosen)" if count["unchosen"] else ""))
     return lines + estimate_lines(plan, states, results)
 
 

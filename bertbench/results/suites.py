@@ -42,12 +42,13 @@ def baseline_path(scale):
 
 def suite_plan(suite, seeds=CHECK_SEEDS, data_dir=None):
     """The resolved runs of a suite with fine-tuning seeds 0..seeds-1: the experiment's own runs (same ids),
-    at the suite's point of the scale's grid (`grid`: {key: value}) when it has one."""
+    at the suite's point of the scale's grid (`grid`: {key: value}) when it has one. That point is fixed:
+    the experiment's grid-selection runs are not the suite's, and its candidates there are plain runs."""
     plan = make_plan(suite["experiment"], suite["scale"], seeds=seeds, only=suite.get("only"),
                      columns=suite.get("columns"), data_dir=data_dir)
     point = suite.get("grid") or {}
-    return dataclasses.replace(plan, finetunes=tuple(f for f in plan.finetunes if all(
-        f.grid.get(k) == v for k, v in point.items())))
+    return dataclasses.replace(plan, finetunes=tuple(dataclasses.replace(f, role="") for f in plan.finetunes if all(
+        f.grid.get(k) == v for k, v in point.items()) and f.role != "selection"))
 
 
 def seed0_ids(plan):
