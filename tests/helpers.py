@@ -224,3 +224,30 @@ def pretrain_outcome(out):
         f.visititems(lambda name, item: weights.append((name, item[()].tobytes()))
                      if isinstance(item, h5py.Dataset) else None)
     return (Path(out) / "metrics.jsonl").read_text(), summary["initial_heldout"], summary["heldout"], weights
+
+
+class StagedFake(FakeBackend):
+    """(For staged pretraining, results/stages.py.) The fake backend with `pretrain_until`: exports appear as their step is reached; `order` lists
+    what ran, in order."""
+
+    def __init__(self, markers):
+        super().__init__(markers)
+        self.order = []
+
+    def pretrain_until(self, model_cfg, cfg, out_dir, strategy, export_at, step):
+        from bertbench.config import to_dict
+
+        self.order.append(f"until {step}")
+        for k in (k for k in export_at if k <= step):
+            (Path(out_dir) / f"encoder_step{k}").mkdir(exist_ok=True)
+            (Path(out_dir) / f"encoder_step{k}" / "bertbench_encoder.json").write_text(
+                json.dumps({"model": {**to_dict(model_cfg), "vocabulary_size": 1234}}))
+        return {"status": "paused", "steps": step}
+
+    def pretrain(self, model_cfg, cfg, out_dir, strategy="default", export_at=()):
+        self.order.append("pretrain")
+        return {**super().pretrain(model_cfg, cfg, out_dir, strategy, export_at), "wall_time_total_s": 42.0}
+
+    def finetune(self, cfg, init, out_dir, data_dir, strategy="default"):
+        self.order.append(f"finetune {Path(init).name}")
+        return super().finetune(cfg, init, out_dir, data_dir, strategy)

@@ -10,7 +10,7 @@ import statistics
 from pathlib import Path
 
 import pytest
-from helpers import FakeBackend
+from helpers import FakeBackend, StagedFake
 from helpers import count_markers as count
 
 from bertbench.errors import ConfigError
@@ -143,3 +143,25 @@ def test_a_failed_selection_run_counts_as_missing_and_its_cell_still_chooses(tmp
     recs = map(records.read_json, (tmp_path / "results" / "ablation_nsp" / "ci" / "records").glob("*.json"))
     assert {r["grid"]["finetune.learning_rate"] for r in recs if r.get("column") == "MRPC" and r["role"] == "candidate"} \
         == {RATES[0]}
+
+
+def test_a_staged_sweep_selects_at_each_export_before_resuming(tmp_path):
+    """ablation_steps with grid selection: at each export its selection runs, then the chosen point's
+    reported seeds, then the pretraining resumes (results/stages.py hands the runs to the runner)."""
+    folder = experiments(tmp_path, steps_override=2)
+    backend = StagedFake(tmp_path / "m")
+    counts = run_experiment("ablation_steps", "ci", results=tmp_path / "results", runs=tmp_path / "runs",
+                            backend=backend, out=lambda *_: None, only=["mlm"], columns=["SST-2"], experiments=folder)
+    exports = 4  # 50, 100, 200 and the final encoder
+    assert counts["failed"] == 0 and counts["ran"] == 1 + exports * (4 + 2) and counts["unchosen"] == exports * 2
+    assert [step for step in backend.order if not step.startswith("finetune")] == \
+        ["until 50", "until 100", "until 200", "pretrain"]
+    first = backend.order[1:1 + 6]  # the 50-step export's runs, before the pretraining goes on
+    assert first == ["finetune encoder_step50"] * 6 and backend.order[7] == "until 100"
+    recs = [r for r in map(records.read_json, (tmp_path / "results" / "ablation_steps" / "ci" / "records").glob("*.json"))
+            if r["kind"] == "finetune"]
+    for init in ("encoder_step50", "encoder"):
+        mine = [r for r in recs if r["config"]["init"] == init]
+        assert [r["role"] for r in mine].count("selection") == 4 and [r["role"] for r in mine].count("candidate") == 2
+        rate = chosen_by_hand(mine, mine[0]["variant"], "SST-2")
+        assert {r["grid"]["finetune.learning_rate"] for r in mine if r["role"] == "candidate"} == {rate}
