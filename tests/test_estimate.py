@@ -1,5 +1,6 @@
 """The dry run's wall-time estimate comes from runs this machine recorded (worked by hand)."""
 
+import dataclasses
 import json
 
 from bertbench.pretraining.accounting import estimate_flops
@@ -55,6 +56,27 @@ def test_estimate_prefers_runs_of_the_same_model_size_and_precision(tmp_path):
     (tmp_path / "results" / "x" / "ci" / "records" / "same.json").unlink()
     (line,) = estimate_lines(plan, states, tmp_path / "results", host="box")
     assert "pretraining ~30 s (1 run, from 1 measured)" in line  # same size, other precision before other sizes
+
+
+def test_fine_tuning_another_model_size_scales_by_its_matmul_flops(tmp_path):
+    """Only tiny (L2 H128) runs recorded: a fine-tuning run of L4 H256 is estimated at 8x
+    their median (L x H^2: 4 x 256^2 / (2 x 128^2) = 8); one of the same size is taken as it is."""
+    plan = make_plan("ablation_nsp", only=["no_pretraining"], columns=["MRPC"])  # random init: no pretraining
+    recs = tmp_path / "results" / "x" / "ci" / "records"
+    host = {"hardware": {"hostname": "box"}, "status": "ok", "kind": "finetune", "task": "mrpc"}
+    tiny, mini = {"num_layers": 2, "hidden_dim": 128}, {"num_layers": 4, "hidden_dim": 256}
+    _write(recs, "ft", {**host, "wall_time_s": 10.0, "output": {"precision": "float32"},
+                        "config": {"finetune": {"max_train_examples": 1000}, "model": tiny}})
+    states = plan_states(plan, tmp_path / "none", tmp_path / "runs")
+    pre = plan.pretrains[0]
+    bigger = dataclasses.replace(plan, pretrains=(dataclasses.replace(
+        pre, model=dataclasses.replace(pre.model, num_layers=4, hidden_dim=256)),))
+    (line,) = estimate_lines(bigger, states, tmp_path / "results", host="box")
+    assert line.endswith("fine-tuning ~80 s (1 run)")
+    _write(recs, "ft2", {**host, "wall_time_s": 50.0, "output": {"precision": "float32"},
+                         "config": {"finetune": {"max_train_examples": 1000}, "model": mini}})
+    (line,) = estimate_lines(bigger, states, tmp_path / "results", host="box")
+    assert line.endswith("fine-tuning ~50 s (1 run)")
 
 
 def test_a_resumed_run_counts_all_its_steps_and_archived_records_count(tmp_path):

@@ -45,13 +45,21 @@ def _shape(model, precision):
     return model.get("num_layers"), model.get("hidden_dim"), precision
 
 
-def _closest(runs, shape):
-    """The values of the (shape, value) runs of the same shape, else of the same model size, else all."""
+def _closest(runs, shape, rescale=False):
+    """The values of the (shape, value) runs of the same shape, else of the same model size, else all;
+    `rescale`: another size's value (seconds of a run) is scaled by the ratio of the sizes' L x H^2
+    (their matmul FLOPs per token), e.g. a MiniLM-L6-H384 reference row estimated from mini (L4 H256) runs."""
     for match in (lambda key: key == shape, lambda key: key[:2] == shape[:2], lambda key: True):
-        pool = [value for key, value in runs if match(key)]
+        pool = [value * (_width(shape) / _width(key) if rescale and key[:2] != shape[:2] and _width(key)
+                         and _width(shape) else 1.0) for key, value in runs if match(key)]
         if pool:
             return pool
     return []
+
+
+def _width(shape):
+    layers, hidden = shape[0], shape[1]
+    return layers * hidden ** 2 if layers and hidden else None
 
 
 def _seconds(record):
@@ -75,10 +83,11 @@ def _seconds_per_flop(history, shape):
 
 def _finetune_seconds(history, ft, shape):
     runs = [r for r in history if r.get("kind") == "finetune" and r.get("wall_time_s")]
-    same = [(_shape((r.get("config") or {}).get("model") or {}, (r.get("output") or {}).get("precision")
-                    or r.get("precision")), r["wall_time_s"]) for r in runs if r.get("task") == ft.task and
+    timed = [(_shape((r.get("config") or {}).get("model") or {}, (r.get("output") or {}).get("precision")
+                     or r.get("precision")), r["wall_time_s"], r) for r in runs]
+    same = [(key, seconds) for key, seconds, r in timed if r.get("task") == ft.task and
             ((r.get("config") or {}).get("finetune") or {}).get("max_train_examples") == ft.finetune.max_train_examples]
-    pool = _closest(same, shape) or [r["wall_time_s"] for r in runs]
+    pool = _closest(same, shape, rescale=True) or _closest([(key, seconds) for key, seconds, _ in timed], shape, rescale=True)
     return statistics.median(pool) if pool else None
 
 
