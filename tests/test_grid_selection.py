@@ -165,3 +165,24 @@ def test_a_staged_sweep_selects_at_each_export_before_resuming(tmp_path):
         assert [r["role"] for r in mine].count("selection") == 4 and [r["role"] for r in mine].count("candidate") == 2
         rate = chosen_by_hand(mine, mine[0]["variant"], "SST-2")
         assert {r["grid"]["finetune.learning_rate"] for r in mine if r["role"] == "candidate"} == {rate}
+
+
+def test_each_pretraining_seed_chooses_its_own_point_and_the_table_agrees(tmp_path):
+    folder = experiments(tmp_path)
+    counts = run_experiment("ablation_nsp", "ci", results=tmp_path / "results", runs=tmp_path / "runs",
+                            backend=FakeBackend(tmp_path / "m"), out=lambda *_: None, only=["bert"], columns=COLUMNS,
+                            experiments=folder, pretrain_seeds=2)
+    assert counts["failed"] == 0 and counts["unchosen"] == 2 * len(COLUMNS) * 2
+    recs = [r for r in map(records.read_json, (tmp_path / "results" / "ablation_nsp" / "ci" / "records").glob("*.json"))
+            if r["kind"] == "finetune"]
+    _, table = table_cells(recs, load_experiment("ablation_nsp", folder))
+    for column in COLUMNS:
+        ran = {(r["pretrain_seed"], r["seed"]): r["main_metric"]["value"] for r in recs
+               if r["column"] == column and r["role"] == "candidate"}
+        assert sorted(ran) == [(m, s) for m in (0, 1) for s in (0, 1)]
+        for m in (0, 1):  # the candidates of pretraining seed m are at the rate its own selection runs chose
+            mine = [r for r in recs if r["column"] == column and r["pretrain_seed"] == m]
+            assert {r["grid"]["finetune.learning_rate"] for r in mine if r["role"] == "candidate"} == \
+                {chosen_by_hand(mine, "bert", column)}
+        assert table[column]["bert"].units == tuple(sorted(ran)) and \
+            list(table[column]["bert"].values) == [ran[u] for u in sorted(ran)]

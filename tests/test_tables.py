@@ -133,6 +133,11 @@ def test_with_selection_runs_they_choose_the_point_and_only_the_reported_seeds_a
     tie = [dict(r, main_metric={**r["main_metric"], "value": 72.0}) if r["role"] == "selection" else r for r in recs]
     # (the keys are the points' JSON texts, '{"finetune.learning_rate": 3e-05}' first; record order aside)
     assert cell_values(list(reversed(tie)), "bert", experiment.columns[0]) == [80.0, 66.0]
+    # each pretraining seed's runs choose its own point (as the runner runs them): seed 1 chooses A
+    other = [ft("bert", 1000, 71.0, grid=a, role="selection", pretrain_seed=1),
+             ft("bert", 1000, 60.0, grid=b, role="selection", pretrain_seed=1),
+             ft("bert", 0, 55.0, grid=a, role="candidate", pretrain_seed=1)]
+    assert cell_values(recs + other, "bert", experiment.columns[0]) == [80.0, 66.0, 55.0]
 
 
 def test_lower_is_better_picks_the_minimum_grid_point_and_baseline_row(experiment):

@@ -4,8 +4,8 @@ Shared by the tables, the comparisons, the power lines and the plots. A fine-tun
 are grouped by their grid point; the point is chosen by `bertbench.evaluation.selection.best_point`
 (the best MEAN over units, the rule `finetune --grid` uses; ties to the first point in record order)
 and every run of that point is reported; when the cell has grid-selection runs (record role "selection",
-experiments/plan.py), they choose the point (`selected_point`) and only the other runs at it are
-reported. A pretraining cell (e.g. held-out perplexity) reads the
+experiments/plan.py), they choose the point (`selected_point`; per pretraining seed, as the runner
+does: `results.runner.chosen_points`) and only the other runs at it are reported. A pretraining cell (e.g. held-out perplexity) reads the
 pretraining summary, one value per pretraining run. The direction of a metric comes from the metric
 registry, through `Column.higher_is_better`.
 
@@ -76,14 +76,16 @@ def cell(records, variant, col):
     """The Cell of `variant` x `col` (records already filtered to ok ones of the experiment)."""
     points = _points(records, variant, col)
     scale = 100.0 if col.times100 else 1.0
-    selection = {point_key(point[0][2].get("grid")): [v for _, v, r in point] for point in points
-                 if point[0][2].get("role") == "selection"}
+    selection = {}  # pretraining seed -> {point key: values}: each pretraining's point, as the runner chose it
+    for point in points:
+        for unit, value, record in point if point[0][2].get("role") == "selection" else ():
+            selection.setdefault(unit[0], {}).setdefault(point_key(record.get("grid")), []).append(value)
     points = [point for point in points if point[0][2].get("role") != "selection"]
     if not points:
         return Cell(scale=scale)
     if selection:  # chosen on separate seeds (plan.py's grid selection); its reported runs only
-        chosen = selected_point(selection, col.higher_is_better)
-        best = next((p for p in points if point_key(p[0][2].get("grid")) == chosen), [])
+        chosen = {seed: selected_point(values, col.higher_is_better) for seed, values in selection.items()}
+        best = [run for point in points for run in point if chosen.get(run[0][0]) == point_key(run[2].get("grid"))]
     else:  # chosen on the reported runs themselves
         best = points[best_point([[v for _, v, _ in point] for point in points], col.higher_is_better)]
     runs = {}
