@@ -12,8 +12,7 @@ import pytest
 
 from bertbench import cli
 from bertbench.errors import BertbenchError
-from bertbench.experiments.schema import EXPERIMENTS_DIR
-from bertbench.results.check import BASELINE, SUITES, baseline_path, load_baseline, seed0_ids, suite_plan
+from bertbench.results.check import BASELINE, SELECTED, SUITES, baseline_path, load_baseline, seed0_ids, suite_plan
 from bertbench.results.check_records import RecordMismatch, calibrate_from_records
 from bertbench.results.runner import make_plan, run_experiment
 from helpers import FakeBackend, count_markers
@@ -28,18 +27,24 @@ def test_suites_are_their_experiments_runs():
     the experiment's records describes exactly what `check` reruns."""
     for scale, suite in SUITES.items():
         full = make_plan(suite["experiment"], scale, seeds=5)
-        mine = suite_plan(suite, seeds=5)
-        point = suite.get("grid") or {}  # a scale with a fine-tuning grid: the suite checks one point of it
+        if suite.get("grid") == SELECTED:  # each cell at its chosen point (a baseline's `points`): e.g. these
+            rates = {"bert/SST-2": 3e-4, "bert/QNLI": 1e-4, "no_pretraining/SST-2": 1e-3, "no_pretraining/QNLI": 3e-4}
+            points = {cell: {"finetune.learning_rate": rate} for cell, rate in rates.items()}
+            assert {f.role for f in suite_plan(suite, seeds=5).finetunes} == {"selection", "candidate"}  # calibrating
+        else:
+            points = None
+        mine = suite_plan(suite, seeds=5, points=points)
         wanted = [f for f in full.finetunes if f.variant in suite["only"] and f.column in suite["columns"]
-                  and all(f.grid[k] == v for k, v in point.items()) and f.role != "selection"]
+                  and f.role != "selection" and f.grid == (points[f"{f.variant}/{f.column}"] if points else {})]
         assert {f.id for f in mine.finetunes} == {f.id for f in wanted} and len(wanted) == 5 * 2 * 2
-        assert len(full.finetunes) > len(wanted) and {tuple(f.grid.items()) for f in wanted} == {tuple(point.items())}
+        assert len(full.finetunes) > len(wanted) and {f.role for f in mine.finetunes} == {""}
         assert {p.id for p in mine.pretrains} == {full.variant_pretrain[v] for v in suite["only"]}
-    small = suite_plan(SMALL)  # pretrained against random init, seed 0 only
+    small = suite_plan(SMALL, points=points)  # pretrained against random init, seed 0 only
     assert sorted(p.kind for p in small.pretrains) == ["pretrain", "random_init"]
     assert sorted((f.variant, f.column, f.seed) for f in small.finetunes) == [
         (v, c, 0) for v in ("bert", "no_pretraining") for c in ("QNLI", "SST-2")]
-    assert {f.role for f in small.finetunes} == {""}  # its point is pinned: plain runs, not selection candidates
+    with pytest.raises(BertbenchError, match="no chosen grid point for bert/SST-2; recalibrate"):
+        suite_plan(SMALL, points={k: v for k, v in points.items() if k != "bert/SST-2"})
     assert baseline_path("small") == BASELINE.parent / "small.json" and baseline_path("ci") == BASELINE
 
 
@@ -60,32 +65,13 @@ def small_records(tmp_path_factory):
     row and a column that are not the suite's (ignored), and the data folder the runs read."""
     root = tmp_path_factory.mktemp("small")
     (root / "data").mkdir()
-    # every rate x every seed (grid selection off), so the suite's point has its runs whatever is chosen;
-    # the runs are the same (same ids) as with the small scale's grid selection
-    experiments = Path(shutil.copytree(EXPERIMENTS_DIR, root / "experiments"))
-    path = experiments / "ablation_nsp.toml"
-    path.write_text(path.read_text() + "\n[scales.small]\ngrid_selection_seeds = 0\n")
     counts = run_experiment("ablation_nsp", "small", seeds=SEEDS, only=["bert", "no_pretraining", "no_nsp"],
                             columns=["SST-2", "QNLI", "MRPC"], data_dir=str(root / "data"),
                             results=root / "results", runs=root / "runs", out=lambda *_: None, tables=False,
-                            backend=FakeBackend(markers=root / "markers"), experiments=experiments)
-    assert counts["failed"] == 0 and counts["ran"] == 3 + 3 * 3 * SEEDS * 3  # x 3 rates of the small grid
+                            backend=FakeBackend(markers=root / "markers"))
+    # per cell: 3 rates x 2 selection seeds, then SEEDS at the chosen rate (the small grid's selection)
+    assert counts["failed"] == 0 and counts["ran"] == 3 + 3 * 3 * (3 * 2 + SEEDS)
     return root
-
-
-def test_calibrating_from_records_where_selection_chose_another_point_says_how_to_calibrate(tmp_path):
-    """With the small scale's grid selection, a cell runs its reported seeds at the chosen point only: where
-    that is not the suite's point, its records cannot calibrate the suite, and the error says what can."""
-    (tmp_path / "data").mkdir()
-    run_experiment("ablation_nsp", "small", seeds=2, only=["bert", "no_pretraining"], columns=["SST-2", "QNLI"],
-                   data_dir=str(tmp_path / "data"), results=tmp_path / "results", runs=tmp_path / "runs",
-                   out=lambda *_: None, tables=False, backend=FakeBackend(markers=tmp_path / "markers"))
-    folder = tmp_path / "results" / "ablation_nsp" / "small" / "records"
-    at_point = [r for r in map(json.loads, (p.read_text() for p in folder.glob("*.json")))
-                if r["kind"] == "finetune" and r["role"] == "candidate" and r["grid"] == SMALL["grid"]]
-    assert len(at_point) < 2 * 2 * 2  # (the fake's metrics are fixed hashes: some cell chose another point)
-    with pytest.raises(BertbenchError, match=r"calibrate by running the suite: `bertbench check --scale small --calibrate 2`"):
-        calibrate_from_records(tmp_path / "results", tmp_path / "small.json", SMALL, out=lambda *_: None)
 
 
 @pytest.fixture
@@ -105,8 +91,18 @@ def test_calibrate_from_records_by_hand(results, tmp_path):
     baseline = load_baseline(tmp_path / "small.json", SMALL)
     recs = list(_records(results).values())
     values = {}
-    for r in sorted((r for r in recs if r["kind"] == "finetune" and r["grid"] == SMALL["grid"]), key=lambda r: r["seed"]):
+    for r in sorted((r for r in recs if r["kind"] == "finetune" and r["role"] == "candidate"), key=lambda r: r["seed"]):
         values.setdefault(f"{r['variant']}/{r['column']}/accuracy", []).append(r["main_metric"]["value"])
+    # each cell's point: the rate with the best mean of its selection runs (computed here by hand)
+    for cell in ("bert/SST-2", "bert/QNLI", "no_pretraining/SST-2", "no_pretraining/QNLI"):
+        means = {}
+        for r in recs:
+            if r["kind"] == "finetune" and f"{r['variant']}/{r['column']}" == cell and r["role"] == "selection":
+                means.setdefault(r["grid"]["finetune.learning_rate"], []).append(r["main_metric"]["value"])
+        rate = max(means, key=lambda k: statistics.mean(means[k]))
+        assert baseline["points"][cell] == {"finetune.learning_rate": rate}
+        assert {r["grid"]["finetune.learning_rate"] for r in recs if r["kind"] == "finetune" and r["role"] == "candidate"
+                and f"{r['variant']}/{r['column']}" == cell} == {rate}
     assert sorted(baseline["metrics"]) == sorted(
         [f"{v}/{c}/accuracy" for v in ("bert", "no_pretraining") for c in ("QNLI", "SST-2")]
         + ["bert/pretrain/heldout.lm_perplexity"])  # no no_nsp, no MRPC: not the suite's
@@ -120,7 +116,8 @@ def test_calibrate_from_records_by_hand(results, tmp_path):
     assert (ppl["mean"], ppl["sd"], ppl["n"]) == (bert["metrics"]["heldout.lm_perplexity"], 0.0, 1)
     assert ppl["tolerance"] == pytest.approx(0.02 * ppl["mean"])
     assert baseline["calibration_seeds"] == [0, 1, 2] and baseline["suite"] == SMALL
-    assert baseline["run_ids"] == seed0_ids(suite_plan(SMALL)) and len(baseline["run_ids"]) == 2 + 4
+    assert baseline["run_ids"] == seed0_ids(suite_plan(SMALL, points=baseline["points"])) and \
+        len(baseline["run_ids"]) == 2 + 4
     assert baseline["environment"]["packages"] == bert["packages"] and baseline["git"] == bert["git"]
     assert lines[-1].startswith(f"baseline written: {tmp_path / 'small.json'} (5 metrics, 3 fine-tuning seed(s)")
 
@@ -134,8 +131,8 @@ def _edit(results, change, where):
 
 
 def _bert_sst2_seed1(r):
-    return r["kind"] == "finetune" and (r["variant"], r["column"], r["seed"], r["grid"]) == (
-        "bert", "SST-2", 1, SMALL["grid"])
+    return r["kind"] == "finetune" and (r["variant"], r["column"], r["seed"], r["role"]) == (
+        "bert", "SST-2", 1, "candidate")
 
 
 def _other_run_id(r):
@@ -144,7 +141,7 @@ def _other_run_id(r):
 
 MISMATCHES = {
     "other learning rate": (lambda r: r["config"]["finetune"].update(learning_rate=2e-4), _bert_sst2_seed1,
-                            "finetune.learning_rate is 0.0002, the suite resolves 0.0003"),
+                            "finetune.learning_rate is 0.0002, the suite resolves 0.00"),
     "other run id": (_other_run_id, _bert_sst2_seed1, "run id 000000000000, the suite resolves"),
     "other pretraining": (lambda r: r.update(pretrain_id="0" * 12), _bert_sst2_seed1,
                           "it fine-tunes pretraining 000000000000"),
@@ -221,3 +218,26 @@ def test_check_small_resumes_and_finds_a_regression(small_records, tmp_path, mon
     assert out[-1] == "REGRESSION: see the rows above"
     assert [line.split()[-1] for line in out if line.startswith("no_pretraining/SST-2/")] == ["REGRESSION"]
     assert sum(count_markers(markers, "finetune", "done").values()) == 8
+
+
+def test_calibrating_small_by_running_stores_the_points_its_selection_chose(tmp_path, monkeypatch, capsys):
+    """`check --scale small --calibrate K` runs the suite as the experiment does (selection runs, then the
+    chosen rate's seeds) and stores each cell's rate; `check` then reruns seed 0 at those rates only."""
+    markers, path, data = tmp_path / "markers", tmp_path / "small.json", tmp_path / "data"
+    data.mkdir()
+    monkeypatch.setenv("FAKE_MARKERS", str(markers))
+    argv = ["check", "--scale", "small", "--baseline", str(path), "--data-dir", str(data), "--backend", FAKE]
+    assert cli.main(argv + ["--calibrate", "2"]) == 0
+    baseline = json.loads(path.read_text())
+    assert sorted(baseline["points"]) == ["bert/QNLI", "bert/SST-2", "no_pretraining/QNLI", "no_pretraining/SST-2"]
+    plan = suite_plan(SMALL, seeds=2, points=baseline["points"])
+    assert baseline["run_ids"] == seed0_ids(plan) and len(baseline["run_ids"]) == 2 + 4
+    # 4 cells x (3 rates x 2 selection seeds + 2 seeds at the chosen rate)
+    assert sum(count_markers(markers, "finetune", "done").values()) == 4 * (6 + 2)
+    capsys.readouterr()
+    assert cli.main(argv) == 0 and capsys.readouterr().out.splitlines()[-1] == "check passed"
+    assert sum(count_markers(markers, "finetune", "done").values()) == 4 * (6 + 2) + 4
+    del baseline["points"]
+    path.write_text(json.dumps(baseline))
+    assert cli.main(argv) == 2
+    assert "'points' is not an object" in capsys.readouterr().err

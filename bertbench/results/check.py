@@ -54,7 +54,8 @@ from bertbench.results import provenance, records
 from bertbench.results.estimate import estimate_lines
 from bertbench.results.runner import Runner, data_root, plan_states
 from bertbench.results.suites import (  # noqa: F401 - the suites are check's vocabulary
-    BASELINE, CHECK_SEEDS, RESULTS, SUITE, SUITE_KEYS, SUITES, baseline_path, seed0_ids, suite_of, suite_plan)
+    BASELINE, CHECK_SEEDS, RESULTS, SELECTED, SUITE, SUITE_KEYS, SUITES, BaselineError, baseline_path, seed0_ids,
+    selected_points, suite_of, suite_plan)
 
 BASELINE_VERSION = 2  # 1: value + hand-set tolerance per seed-0 metric (no longer read)
 PRETRAIN_METRICS = ("heldout.lm_perplexity",)  # pretraining summary keys checked
@@ -65,10 +66,6 @@ FORMULA = ("tolerance = max(floor, z * sd * sqrt(1 + 1/n)) with z = 3 (predictio
            "around the mean of n calibration runs); floor = 1.0 point for fine-tuning scores, 2% of the mean "
            "for pretraining metrics (one value per variant, sd = 0)")
 ENTRY_NUMBERS = ("mean", "sd", "n", "tolerance")
-
-
-class BaselineError(BertbenchError):
-    """A missing or malformed baseline file: nothing runs (exit 2, like every user error)."""
 
 
 class Row(NamedTuple):
@@ -108,7 +105,7 @@ def collect(recs):
     metric has one value (the variant is pretrained once)."""
     found = {}
     for r in recs:
-        if r.get("status") != "ok":
+        if r.get("status") != "ok" or r.get("role") == "selection":  # (grid-selection runs choose, not report)
             continue
         if r.get("kind") == "finetune":
             main = r.get("main_metric") or {}
@@ -149,9 +146,11 @@ def environment():
             **{k: hardware[k] for k in ("cpu_model", "cpu_cores", "accelerators")}}
 
 
-def new_baseline(values, suite, seeds, run_ids=()):
-    """The baseline dict of a calibration run: {key: [values]} from `collect`, the ids of its seed-0 runs."""
+def new_baseline(values, suite, seeds, run_ids=(), points=None):
+    """The baseline dict of a calibration run: {key: [values]} from `collect`, the ids of its seed-0 runs,
+    and for a "selected" suite each cell's chosen grid point ({"variant/column": point})."""
     return {"schema_version": BASELINE_VERSION, "suite": dict(suite), "run_ids": list(run_ids),
+            **({"points": points} if points is not None else {}),
             "calibration_seeds": list(range(seeds)), "check_seeds": list(range(CHECK_SEEDS)), "z": Z,
             "formula": FORMULA, "created": records.now_iso(), "git": provenance.git_info(),
             "environment": environment(),
@@ -192,9 +191,9 @@ def _check_suite(path, suite):
     for name in ("only", "columns"):
         if suite.get(name) is not None and not (isinstance(suite[name], list)
                                                 and all(isinstance(x, str) for x in suite[name])) or \
-                not isinstance(suite.get("grid") or {}, dict):
-            raise BaselineError(f"{path}: suite '{name}' must be a list of names and 'grid' an object; fix or "
-                                f"recalibrate the baseline")
+                not (isinstance(suite.get("grid") or {}, dict) or suite.get("grid") == SELECTED):
+            raise BaselineError(f"{path}: suite '{name}' must be a list of names and 'grid' an object (or "
+                                f"\"{SELECTED}\"); fix or recalibrate the baseline")
 
 
 def how_to_calibrate(path, suite):
@@ -225,6 +224,11 @@ def load_baseline(path, suite=None):
         raise BaselineError(f"{path} is an uncalibrated baseline of the old format (one value + a hand-set "
                             f"tolerance per metric); replace it with `bertbench check --calibrate 3`")
     _check_suite(path, data.get("suite"))
+    points = data.get("points")
+    if data["suite"].get("grid") == SELECTED and not (isinstance(points, dict) and points and all(
+            isinstance(k, str) and isinstance(v, dict) for k, v in points.items())):
+        raise BaselineError(f"{path}: its suite chooses each cell's grid point (\"{SELECTED}\") but 'points' is not "
+                            f"an object of \"variant/column\": {{key: value}}; recalibrate the baseline")
     if suite is not None and data["suite"]["scale"] != suite["scale"]:
         raise BaselineError(f"{path} is the baseline of scale '{data['suite']['scale']}', not '{suite['scale']}'; "
                             f"pass --scale {data['suite']['scale']}, or the {suite['scale']} baseline with --baseline")
@@ -250,13 +254,14 @@ def plan_lines(plan, results, runs, history=RESULTS):
 
 
 def run_suite(suite=None, seeds=CHECK_SEEDS, backend=None, out=print, workdir=None, runs=None, data_dir=None,
-              history=RESULTS):
+              history=RESULTS, points=None):
     """Run the suite with fine-tuning seeds 0..seeds-1 into a fresh temporary results folder, its runs in
     `runs` (resumable) or a temporary folder. Returns (collect() of its records, the number of failed or
     skipped runs, the ids of its seed-0 runs: content hashes of their resolved configs, so a baseline
-    knows whether the suite's settings changed since)."""
+    knows whether the suite's settings changed since, and for a "selected" suite the points: `points`
+    as given (checking), or as its selection runs chose them (calibrating))."""
     suite = suite or SUITE
-    plan = suite_plan(suite, seeds, data_dir)
+    plan = suite_plan(suite, seeds, data_dir, points)
     data_path = data_root(plan.scale, data_dir)  # no data for a `small` suite: one line, nothing run
     if runs is not None:
         files.check_writable_dir(runs, "--runs")
@@ -274,7 +279,10 @@ def run_suite(suite=None, seeds=CHECK_SEEDS, backend=None, out=print, workdir=No
         if counts["failed"] or counts["skipped"]:
             out(f"warning: {counts['failed']} run(s) failed, {counts['skipped']} skipped")
         recs = records.load_records(results, plan.experiment.name, plan.scale.name)
-        return collect(recs), counts["failed"] + counts["skipped"], seed0_ids(plan)
+        if suite.get("grid") == SELECTED and points is None:  # calibrated: the points the selection chose
+            points = selected_points(plan, records.records_dir(results, plan.experiment.name, plan.scale.name))
+            plan = suite_plan(suite, seeds, data_dir, points) if points else plan
+        return collect(recs), counts["failed"] + counts["skipped"], seed0_ids(plan), points
 
 
 def judge(entry, value, higher):
@@ -332,11 +340,11 @@ def calibrate(seeds, baseline_path=BASELINE, suite=None, backend=None, out=print
     if not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"--calibrate needs at least 1 seed, got {seeds}; use e.g. --calibrate 3")
     suite = suite or SUITE
-    values, failed, ids = run_suite(suite, seeds, backend, out, workdir, runs, data_dir)
+    values, failed, ids, points = run_suite(suite, seeds, backend, out, workdir, runs, data_dir)
     if failed or not values:
         raise BertbenchError(f"calibration: {failed} run(s) failed or were skipped, no baseline written; fix the "
                              f"errors above and rerun `bertbench check --scale {suite['scale']} --calibrate {seeds}`")
-    return write_baseline(new_baseline(values, suite, seeds, ids), baseline_path, out)
+    return write_baseline(new_baseline(values, suite, seeds, ids, points), baseline_path, out)
 
 
 def run_check(baseline_path=BASELINE, backend=None, out=print, workdir=None, scale=None, runs=None, data_dir=None,
@@ -344,7 +352,8 @@ def run_check(baseline_path=BASELINE, backend=None, out=print, workdir=None, sca
     """Exit status: 0 when nothing regressed, 1 on a regression (the baseline is read and checked first;
     with `scale`, it must be that scale's)."""
     baseline = load_baseline(baseline_path, suite_of(scale) if scale is not None else None)
-    values, _, ids = run_suite(baseline["suite"], CHECK_SEEDS, backend, out, workdir, runs, data_dir, history)
+    values, _, ids, _ = run_suite(baseline["suite"], CHECK_SEEDS, backend, out, workdir, runs, data_dir, history,
+                                  baseline.get("points"))
     now = {key: vals[0] for key, vals in values.items()}  # seed 0 (one pretraining value per variant)
     rows, regressed = compare(baseline["metrics"], now)
     if baseline.get("run_ids") not in (None, ids):

@@ -19,7 +19,7 @@ from bertbench.config import to_dict
 from bertbench.errors import BertbenchError
 from bertbench.experiments.ids import without_later_defaults
 from bertbench.results import records
-from bertbench.results.check import collect, new_baseline, seed0_ids, suite_plan, write_baseline
+from bertbench.results.check import SELECTED, collect, new_baseline, seed0_ids, selected_points, suite_plan, write_baseline
 
 PRETRAIN_KINDS = ("pretrain", "random_init")
 
@@ -64,18 +64,17 @@ def _pretrain_problem(record, pre):
             or f"pretraining id {record.get('pretrain_id')}, the suite resolves {pre.id}")
 
 
-def _cell_records(folder, variants, columns, point):
+def _cell_records(folder, variants, columns, at_point):
     """(path, record) of the fine-tuning and pretraining records of the suite's variants and columns at
-    its grid point (pretraining seed 0: the check's); other records of the experiment (other rates of
-    the scale's grid, too) are not the suite's business."""
+    its grid point (`at_point(record)`; pretraining seed 0: the check's); other records of the experiment
+    (other rates of the scale's grid, grid-selection runs) are not the suite's business."""
     found = []
     for path in sorted(Path(folder).glob("*.json")):
         record = records.read_json(path)
         if record.get("pretrain_seed"):
             continue
         if record.get("kind") == "finetune" and record.get("variant") in variants and record.get("column") in columns \
-                and all((record.get("grid") or {}).get(k) == v for k, v in point.items()) \
-                and record.get("role") != "selection":  # (grid-selection runs: seeds the suite does not have)
+                and at_point(record) and record.get("role") != "selection":
             found.append((path, record))
         elif record.get("kind") in PRETRAIN_KINDS and set(record.get("variants") or ()) & set(variants):
             found.append((path, record))
@@ -106,14 +105,10 @@ def _refuse_missing(found, plan, results):
               [(f.id, f"{f.variant}/{f.column} seed {f.seed}") for f in plan.finetunes if f.id not in ok]
     if missing:
         seeds = 1 + max(f.seed for f in plan.finetunes)
-        point = " ".join(f"{k.split('.')[-1]}={v}" for k, v in (plan.finetunes[0].grid or {}).items())
-        chose = (f"; or, where the experiment's grid selection chose another point than the suite's ({point}), "
-                 f"calibrate by running the suite: `bertbench check --scale {plan.scale.name} --calibrate {seeds}`"
-                 if point else "")
         raise BertbenchError(f"{len(missing)} of the suite's {len(plan.pretrains) + len(plan.finetunes)} runs have "
                              f"no ok record in {results} (e.g. {missing[0][1]}, id {missing[0][0]}); finish them "
                              f"with `bertbench run {plan.experiment.name} --scale {plan.scale.name} --seeds {seeds} "
-                             f"--results {results}`{chose}")
+                             f"--results {results}`")
 
 
 def calibrate_from_records(results, baseline_path, suite, out=print):
@@ -122,19 +117,33 @@ def calibrate_from_records(results, baseline_path, suite, out=print):
     plan = suite_plan(suite)
     folder = records.records_dir(results, plan.experiment.name, plan.scale.name)
     variants, columns = {v.name for v in plan.variants}, {f.column for f in plan.finetunes}
-    found = _cell_records(folder, variants, columns, suite.get("grid") or {})
+    points = None
+    if suite.get("grid") == SELECTED:  # each cell at the point the experiment's selection runs chose
+        points = selected_points(plan, folder)
+        if points is None:
+            raise BertbenchError(f"no fine-tuning records of the {plan.scale.name} check suite's grid-selection runs "
+                                 f"(which choose each cell's rate) in {folder}; run `bertbench run "
+                                 f"{plan.experiment.name} --scale {plan.scale.name} --results {results}` first, or "
+                                 f"pass the folder that has them")
+
+        def at_point(record):
+            return points.get(f"{record.get('variant')}/{record.get('column')}") == record.get("grid")
+    else:
+        def at_point(record):
+            return all((record.get("grid") or {}).get(k) == v for k, v in (suite.get("grid") or {}).items())
+    found = _cell_records(folder, variants, columns, at_point)
     seeds = [r.get("seed") for _, r in found if r.get("kind") == "finetune"]
     if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
         raise BertbenchError(f"no fine-tuning records of the {plan.scale.name} check suite ({', '.join(sorted(variants))}"
                              f" x {', '.join(sorted(columns))}) in {folder}; run `bertbench run {plan.experiment.name}"
                              f" --scale {plan.scale.name} --results {results}` first, or pass the folder that has them")
-    plan = suite_plan(suite, seeds=max(seeds) + 1)
+    plan = suite_plan(suite, seeds=max(seeds) + 1, points=points)
     _refuse_mismatches(found, plan)
     _refuse_missing(found, plan, results)
     # a pretraining's key names the suite's variants that share it (the experiment's may be more)
     used = [dict(r, variants=plan.variants_of(r["pretrain_id"])) if r.get("kind") in PRETRAIN_KINDS else r
             for _, r in found if r.get("status") == "ok"]
-    baseline = new_baseline(collect(used), suite, max(seeds) + 1, seed0_ids(plan))
+    baseline = new_baseline(collect(used), suite, max(seeds) + 1, seed0_ids(plan), points)
     measured = next(r for r in used if r.get("pretrain_id") == plan.pretrains[0].id and r.get("kind") != "finetune")
     hardware = measured.get("hardware") or {}
     baseline.update(calibrated_from=str(folder), git=measured.get("git"),
