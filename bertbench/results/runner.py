@@ -380,12 +380,12 @@ def describe(plan, results="results", runs="runs"):
     for pre in plan.pretrains:
         variants = ", ".join(plan.variants_of(pre.id)) + (f" (pretraining seed {pre.pretrain_seed})"
                                                           if pre.pretrain_seed else "")
-        lines.append(f"  pretrain {pre.id}  {states[pre.id]:7}  {variants}: {_pretrain_cost(pre)}")
+        lines.append(f"  pretrain {pre.id}  {states[pre.id]:9}  {variants}: {_pretrain_cost(pre)}")
     for ft in plan.finetunes:
         task = f"{ft.task} (proxy for {ft.proxy_for})" if ft.proxy_for else ft.task
         grid = " ".join(f"{k.split('.')[-1]}={v}" for k, v in ft.grid.items())
         cap = ft.finetune.max_train_examples or "all"
-        lines.append(f"  finetune {ft.id}  {states[ft.id]:7}  {ft.variant} / {ft.column}: {task} "
+        lines.append(f"  finetune {ft.id}  {states[ft.id]:9}  {ft.variant} / {ft.column}: {task} "
                      f"seed {ft.seed} {grid} ({ft.finetune.epochs:g} epochs x {cap} examples) <- {ft.pretrain_id}")
     todo_pre = [p for p in plan.pretrains if states[p.id] == "to run"]
     tokens = sum(pretrain_tokens(p.pretrain) for p in todo_pre if p.kind == "pretrain")
