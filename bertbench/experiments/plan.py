@@ -9,7 +9,7 @@ With a fine-tuning grid, a scale (or an experiment's [scales.<scale>]) may set `
 each cell then runs every grid point with S selection seeds (SELECTION_SEED + i) first, and only the
 point they choose (best dev mean, evaluation.selection.best_point) with its reported seeds: the plan
 lists those as "candidate" runs of every point, and the runner runs the chosen point's
-(`results.runner.chosen_points`). Per cell that is points x S + seeds runs instead of points x seeds,
+(`results.states.chosen_points`). Per cell that is points x S + seeds runs instead of points x seeds,
 and the reported mean is not the maximum over points of means of the same seeds.
 """
 

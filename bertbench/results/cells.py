@@ -5,7 +5,7 @@ are grouped by their grid point; the point is chosen by `bertbench.evaluation.se
 (the best MEAN over units, the rule `finetune --grid` uses; ties to the first point in record order)
 and every run of that point is reported; when the cell has grid-selection runs (record role "selection",
 experiments/plan.py), they choose the point (`selected_point`; per pretraining seed, as the runner
-does: `results.runner.chosen_points`) and only the other runs at it are reported. A pretraining cell (e.g. held-out perplexity) reads the
+does: `results.states.chosen_points`) and only the other runs at it are reported. A pretraining cell (e.g. held-out perplexity) reads the
 pretraining summary, one value per pretraining run. The direction of a metric comes from the metric
 registry, through `Column.higher_is_better`.
 
