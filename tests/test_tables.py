@@ -180,6 +180,11 @@ def test_compute_note_sums_the_records_wall_times(experiment, records):
                          "record only their last process), 5 fine-tuning run(s) 8 min; on AMD EPYC, 2 cores; "
                          "AMD EPYC, 2 cores + GPU:0.")
     assert not any(n.startswith("Compute") for n in build_table(records, experiment).attrs["notes"])
+    # fine-tuning runs of a pretraining that has no record yet (a staged sweep's exports): said, not hidden
+    staged = [dict(r, pretrain_id="abc", config={"pretrain": {"num_steps": 20000}}) for r in timed[:2]]
+    notes = build_table(staged + [whole], experiment).attrs["notes"]
+    assert notes[-1].startswith("Compute (wall clock, from the records): 1 pretraining run(s) 30 min + 1 not finished "
+                                "(a staged run's record, with its time, is written when its last stage ends), 2 fine")
 
 
 def _record_of(f, seed=None):

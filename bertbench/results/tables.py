@@ -175,8 +175,13 @@ def _compute_notes(records):
                        + "".join(f" + {a}" for a in h.get("accelerators") or ())
                        for h in (r.get("hardware") or {} for r in pre + fts)})
     seconds = [sum(r.get("wall_time_s") or 0.0 for r in runs) for runs in (pre, fts)]
+    # pretrainings whose exports were fine-tuned before they ended (a staged sweep): no record, no time yet
+    running = {r.get("pretrain_id") for r in fts if (r.get("config") or {}).get("pretrain")} - \
+        {r.get("pretrain_id") for r in pre}
     return [f"Compute (wall clock, from the records): {len(pre)} pretraining run(s) {_hours(seconds[0])}"
             + (f" (at least: {partial} resumed run(s) record only their last process)" if partial else "")
+            + (f" + {len(running)} not finished (a staged run's record, with its time, is written when its "
+               f"last stage ends)" if running else "")
             + f", {len(fts)} fine-tuning run(s) {_hours(seconds[1])}; on {'; '.join(machines)}."]
 
 
