@@ -16,10 +16,10 @@ from pathlib import Path
 
 from bertbench.config import to_dict
 from bertbench.errors import BertbenchError
-from bertbench.experiments.plan import cell_key
 from bertbench.model.precision import choose_precision, cpu_flags
 from bertbench.pretraining.accounting import estimate_flops
 from bertbench.results.records import read_json
+from bertbench.results.states import undecided_candidates
 
 
 def host_records(results, host=None):
@@ -50,16 +50,18 @@ def _closest(runs, shape, rescale=False):
     `rescale`: another size's value (seconds of a run) is scaled by the ratio of the sizes' L x H^2
     (their matmul FLOPs per token), e.g. a MiniLM-L6-H384 reference row estimated from mini (L4 H256) runs."""
     for match in (lambda key: key == shape, lambda key: key[:2] == shape[:2], lambda key: True):
-        pool = [value * (_width(shape) / _width(key) if rescale and key[:2] != shape[:2] and _width(key)
-                         and _width(shape) else 1.0) for key, value in runs if match(key)]
+        pool = [value * (_size_ratio(shape, key) if rescale else 1.0) for key, value in runs if match(key)]
         if pool:
             return pool
     return []
 
 
-def _width(shape):
-    layers, hidden = shape[0], shape[1]
-    return layers * hidden ** 2 if layers and hidden else None
+def _size_ratio(shape, key):
+    """L x H^2 of `shape` over that of `key` (1 when either size is unknown)."""
+    (layers, hidden), (key_layers, key_hidden) = shape[:2], key[:2]
+    if not (layers and hidden and key_layers and key_hidden):
+        return 1.0
+    return layers * hidden ** 2 / (key_layers * key_hidden ** 2)
 
 
 def _seconds(record):
@@ -89,16 +91,6 @@ def _finetune_seconds(history, ft, shape):
             ((r.get("config") or {}).get("finetune") or {}).get("max_train_examples") == ft.finetune.max_train_examples]
     pool = _closest(same, shape, rescale=True) or _closest([(key, seconds) for key, seconds, _ in timed], shape, rescale=True)
     return statistics.median(pool) if pool else None
-
-
-def undecided_candidates(plan, states):
-    """The 'if chosen' candidates that will run, for counts and estimates: per cell, those of one grid
-    point (its first; the points' runs differ in their grid values only)."""
-    first = {}
-    for ft in plan.finetunes:
-        if states.get(ft.id) == "if chosen":
-            first.setdefault(cell_key(ft), ft.grid)
-    return [ft for ft in plan.finetunes if states.get(ft.id) == "if chosen" and ft.grid == first[cell_key(ft)]]
 
 
 def estimate_lines(plan, states, results="results", host=None):

@@ -29,11 +29,11 @@ from bertbench.pretraining.loop import missing_exports
 from bertbench.resources import resolve_data_dir
 from bertbench.progress import Progress
 from bertbench.results import records
-from bertbench.results.estimate import estimate_lines, undecided_candidates
+from bertbench.results.estimate import estimate_lines
 from bertbench.results.locks import ResultsClaim, RunLock, remove_dead_temporaries
 from bertbench.results.stages import pretrain_in_stages
 from bertbench.results.provenance import git_info, provenance
-from bertbench.results.states import DONE, chosen_points, finetune_state, plan_states, pretrain_state
+from bertbench.results.states import DONE, chosen_points, finetune_state, plan_states, pretrain_state, undecided_candidates
 from bertbench.results.tables import write_tables
 
 

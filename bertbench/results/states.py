@@ -70,3 +70,13 @@ def plan_states(plan, recs, runs):
         needed = any(states[f.id] not in DONE for f in plan.finetunes if f.pretrain_id == pre.id)
         states[pre.id] = pretrain_state(pre, needed, recs, runs)
     return states
+
+
+def undecided_candidates(plan, states):
+    """The 'if chosen' candidates that will run, for counts and estimates: per cell, those of one grid
+    point (its first; the points' runs differ in their grid values only)."""
+    first = {}
+    for ft in plan.finetunes:
+        if states.get(ft.id) == "if chosen":
+            first.setdefault(cell_key(ft), ft.grid)
+    return [ft for ft in plan.finetunes if states.get(ft.id) == "if chosen" and ft.grid == first[cell_key(ft)]]
