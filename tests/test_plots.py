@@ -59,3 +59,15 @@ def test_steps_png_with_the_no_pretraining_row_and_the_heldout_curve(tmp_path):
     with_curve = plot_sweep(frame, exp, tmp_path / "a.png", [pretrain]).read_bytes()
     without = plot_sweep(frame, exp, tmp_path / "b.png").read_bytes()
     assert with_curve[:8] == PNG and with_curve != without
+
+
+@pytest.mark.parametrize("xs, scale", [([1000, 2500, 5000, 10000, 20000], "log"), ([50, 100, 200, 300], "linear"),
+                                       ([0, 1000, 20000], "symlog"), ([0, 50, 300], "linear")])
+def test_sweep_axis_is_logarithmic_when_the_sweep_spans_10x(xs, scale):
+    from bertbench.results.plots import _pyplot, _sweep_axis
+
+    plt = _pyplot()
+    fig, ax = plt.subplots()
+    _sweep_axis(ax, xs)
+    assert ax.get_xscale() == scale
+    plt.close(fig)

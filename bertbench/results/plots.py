@@ -122,6 +122,21 @@ def _flat_rows(ax, frame, column, sweep):
             ax.axhspan(row[(column, low_f)], row[(column, high_f)], alpha=0.15, color=line.get_color(), linewidth=0)
 
 
+def _sweep_axis(ax, xs):
+    """A log x axis when the sweep spans 10x or more (log-spaced exports such as small's 1k..20k, which a
+    linear axis crowds into its left edge); symlog when step 0 (the initial held-out point) is plotted."""
+    positive = [x for x in xs if x > 0]
+    if len(positive) < 2 or max(positive) < 10 * min(positive):
+        return
+    if len(positive) < len(xs):
+        ax.set_xscale("symlog", linthresh=min(positive))
+    else:
+        ax.set_xscale("log")
+    ax.set_xticks(sorted(set(xs)))
+    ax.set_xticklabels([f"{x:,.0f}" for x in sorted(set(xs))], rotation=30, fontsize=7)
+    ax.minorticks_off()
+
+
 def plot_sweep(frame, experiment, path, records=()):
     """Accuracy against the sweep value (pretraining steps), one line per objective with its 95%
     interval as a band, the no-pretraining row as a dashed line with its band; one panel per column,
@@ -141,6 +156,7 @@ def plot_sweep(frame, experiment, path, records=()):
             known = ~(np.isnan(lows) | np.isnan(highs))
             ax.fill_between(xs, lows, highs, where=known, alpha=0.2, color=line.get_color(), linewidth=0)
         _flat_rows(ax, frame, column, frame.attrs.get("sweep") or {})
+        _sweep_axis(ax, [x for points in bases.values() for x, *_ in points])
         ax.set_xlabel(experiment.sweep.get("key", "pretraining steps"))
         ax.set_ylabel(f"{column} dev ({frame.attrs.get('statistic', 'mean')}, 95% band)")
         ax.grid(alpha=0.3)
@@ -149,6 +165,7 @@ def plot_sweep(frame, experiment, path, records=()):
         ax = axes[0][-1]
         for base, points in curves.items():
             ax.plot(*zip(*points, strict=True), marker="o", label=names.get(base, base))
+        _sweep_axis(ax, [x for points in curves.values() for x, _ in points])
         ax.set_xlabel("pretraining steps")
         ax.set_ylabel("held-out LM accuracy (%, one run)")
         ax.grid(alpha=0.3)
