@@ -71,3 +71,19 @@ def test_sweep_axis_is_logarithmic_when_the_sweep_spans_10x(xs, scale):
     _sweep_axis(ax, xs)
     assert ax.get_xscale() == scale
     plt.close(fig)
+
+
+def test_cells_png_wraps_a_long_row_label(tmp_path):
+    """A reference row's label (an external checkpoint's name and description) once pushed the axes off a
+    one-column figure (matplotlib: 'Tight layout not applied'); it now wraps and the figure widens."""
+    import warnings
+
+    exp = load_experiment("ablation_nsp")
+    long_row = "Reference: all-MiniLM-L6-v2 (a distilled sentence encoder, not a BERT pretraining of ours)"
+    variants = [dataclasses.replace(exp.variants[0], row=long_row), *exp.variants[1:]]
+    exp = dataclasses.replace(exp, columns=exp.columns[3:4], variants=variants)
+    recs = [ft(v.name, s, 60.0 + s, column=exp.columns[0].name) for v in variants[:2] for s in range(3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = plot_cells(build_table(recs, exp, []), exp, tmp_path / "cells.png").read_bytes()
+    assert data[:8] == PNG

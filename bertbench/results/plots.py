@@ -5,6 +5,7 @@ Figure 5). matplotlib, Agg backend (files only).
 """
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import numpy as np
 from bertbench.results.formats import column_names, majority_values
 
 REFERENCE_COLOR, ROW_COLOR, BASELINE_COLOR = "tab:red", "tab:blue", "0.45"
+LABEL_WIDTH = 40  # characters per line of a row label in cells.png (longer ones wrap)
 
 
 def _pyplot():
@@ -65,16 +67,21 @@ def plot_cells(frame, experiment, path):
         return None
     plt = _pyplot()
     labels = list(frame.index)
-    fig, axes = plt.subplots(1, len(columns), figsize=(2.8 * len(columns) + 2.0, 0.4 * len(labels) + 1.6),
+    wrapped = [textwrap.fill(label, LABEL_WIDTH) for label in labels]  # a reference row's label can be long
+    lines = max(label.count("\n") + 1 for label in wrapped)
+    label_inches = 0.065 * max(len(line) for label in wrapped for line in label.split("\n"))
+    width = 2.8 * len(columns) + label_inches + 0.6
+    fig, axes = plt.subplots(1, len(columns), figsize=(width, (0.25 + 0.15 * lines) * len(labels) + 1.6),
                              squeeze=False, sharey=True)
     for ax, col in zip(axes[0], columns, strict=True):
         _panel(ax, frame, col, _fields(frame))
-    axes[0][0].set_yticks([-y for y in range(len(labels))], labels, fontsize=8)
+    axes[0][0].set_yticks([-y for y in range(len(labels))], wrapped, fontsize=8)
     for tick, label in zip(axes[0][0].get_yticklabels(), labels, strict=True):
         if label == frame.attrs.get("reference"):
             tick.set_color(REFERENCE_COLOR)
-    fig.suptitle(f"{experiment.title}: {frame.attrs.get('statistic', 'mean')} with 95% interval "
-                 f"(red: the reference row)", fontsize=10)
+    title = (f"{experiment.title}: {frame.attrs.get('statistic', 'mean')} with 95% interval "
+             f"(red: the reference row)")
+    fig.suptitle(textwrap.fill(title, int(width * 13)), fontsize=10)
     return _save(plt, fig, path)
 
 
