@@ -68,6 +68,14 @@ FORMULA = ("tolerance = max(floor, z * sd * sqrt(1 + 1/n)) with z = 3 (predictio
 ENTRY_NUMBERS = ("mean", "sd", "n", "tolerance")
 
 
+class SuiteRun(NamedTuple):
+    """What one run of the suite measured (`run_suite`)."""
+    values: dict  # collect() of its records: {metric key: [value per seed]}
+    failed: int  # runs that failed or were skipped
+    ids: list  # its seed-0 runs' ids: content hashes of their resolved configs
+    points: dict | None  # a "selected" suite's grid points, given (checking) or chosen (calibrating)
+
+
 class Row(NamedTuple):
     """One line of the check's table."""
 
@@ -256,10 +264,8 @@ def plan_lines(plan, results, runs, history=RESULTS):
 def run_suite(suite=None, seeds=CHECK_SEEDS, backend=None, out=print, workdir=None, runs=None, data_dir=None,
               history=RESULTS, points=None):
     """Run the suite with fine-tuning seeds 0..seeds-1 into a fresh temporary results folder, its runs in
-    `runs` (resumable) or a temporary folder. Returns (collect() of its records, the number of failed or
-    skipped runs, the ids of its seed-0 runs: content hashes of their resolved configs, so a baseline
-    knows whether the suite's settings changed since, and for a "selected" suite the points: `points`
-    as given (checking), or as its selection runs chose them (calibrating))."""
+    `runs` (resumable) or a temporary folder. Returns a SuiteRun: the seed-0 ids let a baseline know
+    whether the suite's settings changed since it was calibrated."""
     suite = suite or SUITE
     plan = suite_plan(suite, seeds, data_dir, points)
     data_path = data_root(plan.scale, data_dir)  # no data for a `small` suite: one line, nothing run
@@ -282,7 +288,7 @@ def run_suite(suite=None, seeds=CHECK_SEEDS, backend=None, out=print, workdir=No
         if suite.get("grid") == SELECTED and points is None:  # calibrated: the points the selection chose
             points = selected_points(plan, records.records_dir(results, plan.experiment.name, plan.scale.name))
             plan = suite_plan(suite, seeds, data_dir, points) if points else plan
-        return collect(recs), counts["failed"] + counts["skipped"], seed0_ids(plan), points
+        return SuiteRun(collect(recs), counts["failed"] + counts["skipped"], seed0_ids(plan), points)
 
 
 def judge(entry, value, higher):
@@ -340,11 +346,12 @@ def calibrate(seeds, baseline_path=BASELINE, suite=None, backend=None, out=print
     if not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"--calibrate needs at least 1 seed, got {seeds}; use e.g. --calibrate 3")
     suite = suite or SUITE
-    values, failed, ids, points = run_suite(suite, seeds, backend, out, workdir, runs, data_dir)
-    if failed or not values:
-        raise BertbenchError(f"calibration: {failed} run(s) failed or were skipped, no baseline written; fix the "
+    measured = run_suite(suite, seeds, backend, out, workdir, runs, data_dir)
+    if measured.failed or not measured.values:
+        raise BertbenchError(f"calibration: {measured.failed} run(s) failed or were skipped, no baseline written; fix the "
                              f"errors above and rerun `bertbench check --scale {suite['scale']} --calibrate {seeds}`")
-    return write_baseline(new_baseline(values, suite, seeds, ids, points), baseline_path, out)
+    baseline = new_baseline(measured.values, suite, seeds, measured.ids, measured.points)
+    return write_baseline(baseline, baseline_path, out)
 
 
 def run_check(baseline_path=BASELINE, backend=None, out=print, workdir=None, scale=None, runs=None, data_dir=None,
@@ -352,9 +359,10 @@ def run_check(baseline_path=BASELINE, backend=None, out=print, workdir=None, sca
     """Exit status: 0 when nothing regressed, 1 on a regression (the baseline is read and checked first;
     with `scale`, it must be that scale's)."""
     baseline = load_baseline(baseline_path, suite_of(scale) if scale is not None else None)
-    values, _, ids, _ = run_suite(baseline["suite"], CHECK_SEEDS, backend, out, workdir, runs, data_dir, history,
-                                  baseline.get("points"))
-    now = {key: vals[0] for key, vals in values.items()}  # seed 0 (one pretraining value per variant)
+    measured = run_suite(baseline["suite"], CHECK_SEEDS, backend, out, workdir, runs, data_dir, history,
+                         baseline.get("points"))
+    ids = measured.ids
+    now = {key: vals[0] for key, vals in measured.values.items()}  # seed 0 (one pretraining value per variant)
     rows, regressed = compare(baseline["metrics"], now)
     if baseline.get("run_ids") not in (None, ids):
         out("note: the suite's settings changed since calibration (other run ids): a difference may come from "
