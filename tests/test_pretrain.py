@@ -322,3 +322,39 @@ def _small_vocab(tmp_path):
     path = tmp_path / "vocab200.txt"
     path.write_text("\n".join(load_tokenizer().vocab[:200]) + "\n", encoding="utf-8")
     return path
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_fine_tuning_starts_from_the_trained_encoder(tmp_path, precision):
+    """The exports fine-tuning restores (Keras save/load_weights, by layer name) hold the trained encoder's
+    weights as the training checkpoints (tf.train.Checkpoint, by object graph) have them, at a mid-run
+    export and at the end, in both precisions pretraining uses. Two independent paths: a skipped, swapped
+    or stale layer in an export would show here, and a flat 'pretraining vs none' curve could not come
+    from the hand-over itself."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from bertbench.finetuning.init import prepare_init, restore_encoder
+    from bertbench.model.strategy import get_strategy
+    from bertbench.pretraining.loop import Trainer
+
+    cfg = small_cfg(precision=precision)
+    summary = pretrain(TINY, cfg, tmp_path / "run", verbose=False, export_at=(10,))
+    assert summary["precision"] == precision
+    model_cfg = resolve_model_config(TINY, cfg, load_tokenizer().vocabulary_size)
+    for step, export in ((10, "encoder_step10"), (20, "encoder")):
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(precision)
+        try:
+            trainer = Trainer(model_cfg, cfg, get_strategy("default"))
+            untrained = [v.numpy().copy() for v in trainer.encoder.weights]
+            tf.train.Checkpoint(model=trainer.model).restore(str(tmp_path / "run" / "ckpt" / f"ckpt-{step}")).expect_partial()
+            trained = {v.path: v.numpy() for v in trainer.encoder.weights}
+        finally:
+            keras.config.set_dtype_policy(previous)
+        assert all((a != b).any() for a, b in zip(untrained, trained.values(), strict=True))  # restored, all of it
+        restored = restore_encoder(prepare_init(str(tmp_path / "run" / export)), dropout=0.1, seed=0)
+        assert sorted(v.path for v in restored.weights) == sorted(trained)
+        for v in restored.weights:
+            np.testing.assert_array_equal(v.numpy(), trained[v.path], err_msg=f"{export}: {v.path}")
