@@ -80,7 +80,7 @@ def test_plan_has_selection_runs_and_candidates_with_the_ids_of_the_plain_grid(t
 
 def test_bad_grid_selection_settings_fail_on_one_line(tmp_path):
     folder = experiments(tmp_path, selection=-1)
-    with pytest.raises(ConfigError, match="grid_selection_seeds must be >= 0"):
+    with pytest.raises(ConfigError, match="grid_selection_seeds must be an integer >= 0, got -1"):
         load_scales(folder)
     folder = experiments(tmp_path / "b")
     path = folder / "ablation_nsp.toml"

@@ -162,8 +162,7 @@ def _scale(name, table, where):
         raise ConfigError(f"{where}: data must be 'sample' or 'required', got {scale.data!r}")
     if any(not k.startswith("finetune.") or not isinstance(v, list) for k, v in scale.grid.items()):
         raise ConfigError(f"{where}: grid entries must be finetune.* keys with a list of values")
-    if scale.grid_selection_seeds < 0:
-        raise ConfigError(f"{where}: grid_selection_seeds must be >= 0, got {scale.grid_selection_seeds}")
+    _check_selection_seeds(scale.grid_selection_seeds, where)
     _check_tasks(list(scale.proxies.values()), f"{where} proxies")
     return scale
 
@@ -203,11 +202,15 @@ def _experiment_scale(table, where):
     _check_keys(table, EXPERIMENT_SCALE_KEYS, where)
     out = {"set": check_overrides(table.get("set"), where)}
     if "grid_selection_seeds" in table:
-        value = table["grid_selection_seeds"]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ConfigError(f"{where}: grid_selection_seeds must be an integer >= 0, got {value!r}")
-        out["grid_selection_seeds"] = value
+        out["grid_selection_seeds"] = _check_selection_seeds(table["grid_selection_seeds"], where)
     return out
+
+
+def _check_selection_seeds(value, where):
+    """grid_selection_seeds, of a scale or of an experiment's [scales.<scale>]: an integer >= 0."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{where}: grid_selection_seeds must be an integer >= 0, got {value!r}")
+    return value
 
 
 def _label(table, index):
