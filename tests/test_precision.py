@@ -148,3 +148,40 @@ def test_mixed_float16_resume_counts_skipped_steps(tmp_path, monkeypatch):
     assert straight["steps"] == 10 and resumed["resumed_from_step"] == 5 and resumed["steps"] == 10
     assert (tmp_path / "run" / "metrics.jsonl").read_text() == lines
     assert json.dumps(resumed["heldout"]) == json.dumps(straight["heldout"])
+
+
+@pytest.mark.slow
+def test_a_resumed_run_keeps_the_precision_it_began_with(tmp_path, monkeypatch, capsys):
+    """An "auto" run paused (a staged sweep) or cut off on a CPU with avx512_bf16 and resumed on one
+    without trains on in bf16, the precision it began with, and ends exactly where an uninterrupted bf16
+    run ends; the resume says so in one line. (Seen here: the machine under a staged run changed, and
+    "auto" resolved anew would have finished a bf16 run in float32 under the same run id.)"""
+    import dataclasses
+    import json
+
+    from bertbench.errors import BertbenchError
+    from bertbench.pretraining import loop
+
+    cfg = small_cfg(precision="auto", checkpoint_every=5)
+    straight = loop.pretrain(TINY, dataclasses.replace(cfg, precision="mixed_bfloat16"), tmp_path / "straight",
+                             verbose=False)
+    monkeypatch.setattr(loop, "resolve_precision", lambda name, strategy=None: "mixed_bfloat16")
+    paused = loop.pretrain(TINY, cfg, tmp_path / "run", verbose=False, stop_at=5)
+    assert paused["status"] == "paused" and paused["precision"] == "mixed_bfloat16"
+    stored = json.loads((tmp_path / "run" / "run_config.json").read_text())
+    assert stored["precision"] == "mixed_bfloat16" and stored["config"]["pretrain.precision"] == "auto"
+    monkeypatch.setattr(loop, "resolve_precision", lambda name, strategy=None: "float32")
+    capsys.readouterr()
+    resumed = loop.pretrain(TINY, cfg, tmp_path / "run", verbose=False)
+    err = capsys.readouterr().err
+    assert "resuming in mixed_bfloat16, the precision this run began with" in err and "float32 on this machine" in err
+    assert resumed["precision"] == "mixed_bfloat16" and resumed["resumed_from_step"] == 5
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == (tmp_path / "straight" / "metrics.jsonl").read_text()
+    assert json.dumps(resumed["heldout"]) == json.dumps(straight["heldout"])
+    # A new run in a fresh folder takes this machine's "auto"; a damaged stored precision is one line.
+    assert loop.pretrain(TINY, small_cfg(precision="auto", num_steps=2, log_every=1), tmp_path / "new",
+                         verbose=False)["precision"] == "float32"
+    (tmp_path / "run" / "summary.json").unlink()
+    (tmp_path / "run" / "run_config.json").write_text(json.dumps({**stored, "precision": "bf16"}))
+    with pytest.raises(BertbenchError, match="precision 'bf16' is not one of float32, mixed_bfloat16, mixed_float16"):
+        loop.pretrain(TINY, cfg, tmp_path / "run", verbose=False)

@@ -30,6 +30,7 @@ from bertbench.config import to_dict
 from bertbench.errors import BertbenchError
 from bertbench.experiments.ids import without_later_defaults
 from bertbench.files import write_json_atomic, write_text_atomic
+from bertbench.model.precision import PRECISIONS
 
 RUN_CONFIG = "run_config.json"
 TIME_FILE = "train_time.json"  # {checkpoint step: wall seconds spent up to it}: a resumed run's total
@@ -101,6 +102,28 @@ def store_run_config(out_dir, record):
     """Write run_config.json (the chief, once the folder exists); `record` from check_run_config."""
     if record is not None:
         write_json_atomic(Path(out_dir) / RUN_CONFIG, record)
+
+
+def run_precision(out_dir, record, resolved, asked):
+    """(the dtype policy the run trains in, the run_config record to store).
+
+    A resumed run keeps the policy it began with (run_config.json's "precision"), whatever `asked`
+    ("auto") resolves to on the machine it resumes on: one run is one computation, and its record says
+    which. `record` is check_run_config's (None: the stored config, unchanged); a stored config from
+    before the field takes `resolved` from now on."""
+    path = Path(out_dir) / RUN_CONFIG
+    stored = _read_run_config(path)[0] if path.exists() and _has_progress(Path(out_dir)) else {}
+    began = stored.get("precision")
+    if began is not None and began not in PRECISIONS[1:]:
+        raise BertbenchError(f"{path}: precision {began!r} is not one of {', '.join(PRECISIONS[1:])}; "
+                             f"use a new --out or pass --overwrite to start over")
+    if began and began != resolved:
+        print(f"{out_dir}: resuming in {began}, the precision this run began with (pretrain.precision="
+              f"{asked!r} would be {resolved} on this machine; a run keeps one precision)", file=sys.stderr)
+    precision = began or resolved
+    if record is None:
+        return precision, None if began else {**stored, "precision": precision}
+    return precision, {**record, "precision": precision}
 
 
 def mark_diverged(out_dir, step):

@@ -22,7 +22,7 @@ from bertbench.model.precision import resolve_precision, wrap_optimizer
 from bertbench.model.strategy import get_strategy
 from bertbench.pretraining.accounting import estimate_flops, phase_tokens, phases, step_tokens
 from bertbench.pretraining.checkpoints import (CheckpointPolicy, TimeLedger, check_run_config, read_history,
-                                               store_run_config)
+                                               run_precision, store_run_config)
 from bertbench.pretraining.dataset import heldout_dataset, pretraining_input, train_dataset
 from bertbench.pretraining.workers import DISTRIBUTED_INPUT, distributed_iterator, save_checkpoint, worker_role
 from bertbench.progress import Progress
@@ -207,11 +207,13 @@ def pretrain(model_cfg, cfg, out_dir, strategy="default", export_at=(), verbose=
     if max(seq for seq, _, _ in phases(cfg)) > model_cfg.max_sequence_length:
         raise ConfigError(f"sequence length {max(s for s, _, _ in phases(cfg))} exceeds "
                           f"model.max_sequence_length={model_cfg.max_sequence_length}")
+    # "auto": what this machine's devices do best, unless the run began elsewhere in another precision
+    precision, run_config = run_precision(out_dir, run_config, resolve_precision(cfg.precision, strategy_obj),
+                                          cfg.precision)
     if worker_role(strategy_obj).is_chief:  # inputs read and checked: a failed start leaves no --out behind
         out_dir.mkdir(parents=True, exist_ok=True)  # (the other workers write nothing here)
         store_run_config(out_dir, run_config)
     keras.utils.set_random_seed(cfg.seed)
-    precision = resolve_precision(cfg.precision, strategy_obj)  # "auto": what this machine's devices do best
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
     try:
