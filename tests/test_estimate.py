@@ -18,7 +18,7 @@ def test_estimate_scales_measured_seconds_per_flop_and_fine_tuning_medians(tmp_p
     pre = plan.pretrains[0]
     flops = estimate_flops(pre.model, pre.pretrain)
     recs = tmp_path / "results" / "other_experiment" / "ci" / "records"
-    host = {"hardware": {"hostname": "box"}, "status": "ok"}
+    host = {"hardware": {"hostname": "box", "cpu_isa": "avx2"}, "status": "ok"}
     _write(recs, "p1", {**host, "kind": "pretrain", "wall_time_s": 120.0, "output": {"estimated_flops": flops}})
     _write(recs, "p2", {**host, "kind": "pretrain", "wall_time_s": 60.0, "output": {"estimated_flops": flops / 2}})
     for i, seconds in enumerate((10.0, 30.0, 20.0)):  # MRPC at the same train cap: median 20 s
@@ -28,11 +28,46 @@ def test_estimate_scales_measured_seconds_per_flop_and_fine_tuning_medians(tmp_p
                                "task": "sst2", "wall_time_s": 999.0})
     states = plan_states(plan, tmp_path / "none", tmp_path / "runs")
     # pretraining: 120 s per `flops` (both runs say so); MRPC 20 s; SST-2 has no run of its own: all runs' median 20 s
-    (line,) = estimate_lines(plan, states, tmp_path / "results", host="box")
-    assert line == ("estimated wall time on this machine (box): ~3 min: pretraining ~2 min "
+    (line,) = estimate_lines(plan, states, tmp_path / "results", host="box", isa="avx2")
+    assert line == ("estimated wall time on this machine (box, avx2): ~3 min: pretraining ~2 min "
                     "(1 run, from 2 measured), fine-tuning ~40 s (2 runs)")
-    (none,) = estimate_lines(plan, states, tmp_path / "results", host="new-machine")
-    assert none.startswith("no time estimate: this machine (new-machine) has not recorded a pretraining run")
+    (none,) = estimate_lines(plan, states, tmp_path / "results", host="new-machine", isa="avx2")
+    assert none.startswith("no time estimate: this machine (new-machine, avx2) has not recorded a pretraining run")
+
+
+def test_estimate_matches_the_cpu_instruction_set_not_only_the_host_name(tmp_path):
+    """Seen here: two "AMD EPYC" machines named "vm", with and without avx512_bf16, 4x apart in pretraining
+    speed; an estimate from the other one's records was 3x short. Records name their CPU's instruction set;
+    those that do not (older ones) count only where none that do match, and the line says so."""
+    from bertbench.results.provenance import cpu_isa, hardware
+
+    assert cpu_isa({"avx2", "avx512f", "avx512_bf16"}) == "avx512_bf16" and cpu_isa({"sse4_2", "avx2"}) == "avx2"
+    assert cpu_isa(set()) == "other" and hardware()["cpu_isa"] in ("amx_bf16", "avx512_bf16", "avx512f", "avx2", "other")
+    plan = make_plan("ablation_nsp", only=["bert"], columns=["MRPC"])
+    pre = plan.pretrains[0]
+    flops = estimate_flops(pre.model, pre.pretrain)
+    recs = tmp_path / "results" / "x" / "ci" / "records"
+    states = plan_states(plan, tmp_path / "none", tmp_path / "runs")
+
+    def run(name, isa, seconds):
+        hw = {"hostname": "vm", **({"cpu_isa": isa} if isa else {})}
+        _write(recs, f"p_{name}", {"hardware": hw, "status": "ok", "kind": "pretrain", "wall_time_s": seconds,
+                                   "output": {"estimated_flops": flops}})
+        _write(recs, f"f_{name}", {"hardware": hw, "status": "ok", "kind": "finetune", "task": "mrpc",
+                                   "wall_time_s": seconds, "config": {"finetune": {"max_train_examples": 1000}}})
+
+    run("old", None, 60.0)  # a record from before the field: unknown CPU
+    (line,) = estimate_lines(plan, states, tmp_path / "results", host="vm", isa="avx2")
+    assert "~2 min: pretraining ~60 s" in line and "do not name their CPU's instruction set" in line
+    run("bf16", "avx512_bf16", 30.0)  # another CPU's: never counted for this one
+    (line,) = estimate_lines(plan, states, tmp_path / "results", host="vm", isa="avx2")
+    assert "pretraining ~60 s" in line and "do not name" in line
+    run("here", "avx2", 120.0)  # this CPU's own: the unnamed ones no longer count
+    (line,) = estimate_lines(plan, states, tmp_path / "results", host="vm", isa="avx2")
+    assert line == ("estimated wall time on this machine (vm, avx2): ~4 min: pretraining ~2 min (1 run, from 1 "
+                    "measured), fine-tuning ~2 min (1 run)")
+    (line,) = estimate_lines(plan, states, tmp_path / "results", host="vm", isa="avx512_bf16")
+    assert "pretraining ~30 s (1 run, from 1 measured)" in line and "do not name" not in line
 
 
 def test_estimate_prefers_runs_of_the_same_model_size_and_precision(tmp_path):
@@ -72,11 +107,11 @@ def test_fine_tuning_another_model_size_scales_by_its_matmul_flops(tmp_path):
     bigger = dataclasses.replace(plan, pretrains=(dataclasses.replace(
         pre, model=dataclasses.replace(pre.model, num_layers=4, hidden_dim=256)),))
     (line,) = estimate_lines(bigger, states, tmp_path / "results", host="box")
-    assert line.endswith("fine-tuning ~80 s (1 run)")
+    assert "fine-tuning ~80 s (1 run)" in line
     _write(recs, "ft2", {**host, "wall_time_s": 50.0, "output": {"precision": "float32"},
                          "config": {"finetune": {"max_train_examples": 1000}, "model": mini}})
     (line,) = estimate_lines(bigger, states, tmp_path / "results", host="box")
-    assert line.endswith("fine-tuning ~50 s (1 run)")
+    assert "fine-tuning ~50 s (1 run)" in line
 
 
 def test_a_resumed_run_counts_all_its_steps_and_archived_records_count(tmp_path):

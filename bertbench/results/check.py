@@ -151,7 +151,7 @@ def environment():
     """What the numerics of a same-seed run depend on besides the code: packages, CPU, accelerators."""
     hardware = provenance.hardware()
     return {"packages": provenance.package_versions(),
-            **{k: hardware[k] for k in ("cpu_model", "cpu_cores", "accelerators")}}
+            **{k: hardware[k] for k in ("cpu_model", "cpu_isa", "cpu_cores", "accelerators")}}
 
 
 def new_baseline(values, suite, seeds, run_ids=(), points=None):
@@ -367,7 +367,8 @@ def run_check(baseline_path=BASELINE, backend=None, out=print, workdir=None, sca
     if baseline.get("run_ids") not in (None, ids):
         out("note: the suite's settings changed since calibration (other run ids): a difference may come from "
             "them, not the code; recalibrate after an intended change")
-    if baseline.get("environment") not in (None, environment()):
+    stored, here = baseline.get("environment"), environment()
+    if stored is not None and stored != {k: here.get(k) for k in stored}:  # on the keys it has (older: no cpu_isa)
         out("note: calibrated with other packages or hardware (see 'environment' in the baseline): same-seed runs "
             "may differ numerically; if only that moved a metric, recalibrate on this machine")
     out(format_rows(rows))

@@ -148,6 +148,7 @@ def calibrate_from_records(results, baseline_path, suite, out=print):
     hardware = measured.get("hardware") or {}
     baseline.update(calibrated_from=str(folder), git=measured.get("git"),
                     environment={"packages": measured.get("packages"),
-                                 **{k: hardware.get(k) for k in ("cpu_model", "cpu_cores", "accelerators")}})
+                                 **{k: hardware.get(k) for k in ("cpu_model", "cpu_cores", "accelerators")},
+                                 **({"cpu_isa": hardware["cpu_isa"]} if "cpu_isa" in hardware else {})})
     out(f"calibrating the {plan.scale.name} check from {len(used)} records in {folder}")
     return write_baseline(baseline, baseline_path, out)

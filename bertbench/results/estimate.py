@@ -1,5 +1,8 @@
 """How long a plan will take on this machine, from the runs this machine has already recorded.
 
+"This machine": the host name and the CPU's instruction set (provenance's `cpu_isa`), as records carry
+them. Records from before that field count only where none with it match, and the line says so.
+
     estimate_lines(plan, states, "results")   # -> ["estimated wall time on this machine (vm): ~14 min ..."]
 
 Pretraining: seconds per training FLOP (`pretraining.accounting.estimate_flops`), the median over this
@@ -18,24 +21,32 @@ from bertbench.config import to_dict
 from bertbench.errors import BertbenchError
 from bertbench.model.precision import choose_precision, cpu_flags
 from bertbench.pretraining.accounting import estimate_flops
+from bertbench.results.provenance import cpu_isa
 from bertbench.results.records import read_json
 from bertbench.results.states import undecided_candidates
 
 
-def host_records(results, host=None):
-    """Every ok record under `results` (all experiments and scales, archived ones too: results/archive/...)
-    measured on `host` (this one)."""
-    host = host or socket.gethostname()
-    out = []
+def host_records(results, host=None, isa=None):
+    """(records, unnamed): every ok record under `results` (all experiments and scales, archived ones too:
+    results/archive/...) measured on `host` with a CPU of instruction set `isa` (default: this one's);
+    where there is none, those of `host` that do not name their CPU's (older records), and unnamed=True."""
+    host, isa = host or socket.gethostname(), isa or _this_isa()
+    same, unnamed = [], []
     for path in sorted(Path(results).glob("**/records/*.json")):
         try:
             record = read_json(path)
         except BertbenchError:  # a damaged record is `table`'s to report, not the estimate's
             continue
-        if isinstance(record, dict) and record.get("status") == "ok" and \
-                (record.get("hardware") or {}).get("hostname") == host:
-            out.append(record)
-    return out
+        if not isinstance(record, dict) or record.get("status") != "ok":
+            continue
+        hardware = record.get("hardware") or {}
+        if hardware.get("hostname") != host:
+            continue
+        if hardware.get("cpu_isa") == isa:
+            same.append(record)
+        elif "cpu_isa" not in hardware:
+            unnamed.append(record)
+    return (same, False) if same else (unnamed, bool(unnamed))
 
 
 def _shape(model, precision):
@@ -93,12 +104,12 @@ def _finetune_seconds(history, ft, shape):
     return statistics.median(pool) if pool else None
 
 
-def estimate_lines(plan, states, results="results", host=None):
+def estimate_lines(plan, states, results="results", host=None, isa=None):
     """One or two lines: the plan's remaining wall time on this machine, or why there is no estimate
     (grid-selection candidates count once per cell and seed: the point to be chosen)."""
 
-    host = host or socket.gethostname()
-    history = host_records(results, host)
+    host, isa = host or socket.gethostname(), isa or _this_isa()
+    history, unnamed = host_records(results, host, isa)
     todo_pre = [p for p in plan.pretrains if states[p.id] == "to run" and p.kind == "pretrain"]
     todo_ft = [f for f in plan.finetunes if states[f.id] == "to run"] + undecided_candidates(plan, states)
     if not todo_pre and not todo_ft:
@@ -111,17 +122,24 @@ def estimate_lines(plan, states, results="results", host=None):
     ft_times = [_finetune_seconds(history, f, _shape(models.get(f.pretrain_id) or {},
                                                      _precision(f.finetune.precision))) for f in todo_ft]
     if (todo_pre and pre_s is None) or any(t is None for t in ft_times):
-        return [f"no time estimate: this machine ({host}) has not recorded a "
+        return [f"no time estimate: this machine ({host}, {isa}) has not recorded a "
                 f"{'pretraining' if todo_pre and pre_s is None else 'fine-tuning'} run in {results} yet"]
     total = (pre_s or 0.0) + sum(ft_times)
     parts = ([f"pretraining ~{_minutes(pre_s)} ({_runs(len(todo_pre))}, from {measured} measured)"] if todo_pre else []) + \
             ([f"fine-tuning ~{_minutes(sum(ft_times))} ({_runs(len(todo_ft))})"] if todo_ft else [])
-    return [f"estimated wall time on this machine ({host}): ~{_minutes(total)}: " + ", ".join(parts)]
+    caveat = (f" (from records that do not name their CPU's instruction set: if they ran on another CPU of this "
+              f"host name than this {isa} one, this can be several times off)") if unnamed else ""
+    return [f"estimated wall time on this machine ({host}, {isa}): ~{_minutes(total)}: " + ", ".join(parts) + caveat]
 
 
 def _precision(name):
     """The policy a run would use here ("auto" resolved for this machine's CPU, without TensorFlow)."""
     return _auto_precision() if name == "auto" else name
+
+
+@functools.lru_cache(maxsize=1)
+def _this_isa():
+    return cpu_isa(cpu_flags())
 
 
 @functools.lru_cache(maxsize=1)

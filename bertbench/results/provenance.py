@@ -81,10 +81,23 @@ def _accelerators():
         return []
 
 
+# The widest matmul instructions a CPU has, best first: what its speed and "auto" precision follow. Machines of
+# one model name and host name can differ here (seen: "AMD EPYC" on "vm" with and without avx512_bf16, 4x
+# apart in pretraining), so records name it and the dry-run estimate matches on it.
+CPU_ISAS = ("amx_bf16", "avx512_bf16", "avx512f", "avx2")
+
+
+def cpu_isa(flags):
+    """The first of CPU_ISAS in `flags` (/proc/cpuinfo's), else "other"."""
+    return next((isa for isa in CPU_ISAS if isa in flags), "other")
+
+
 @functools.lru_cache(maxsize=None)
 def _static_hardware():
-    return {"cpu_model": _cpu_model(), "cpu_cores": os.cpu_count(), "memory_gb": _memory_gb(),
-            "hostname": socket.gethostname(), "platform": platform.platform()}
+    from bertbench.model.precision import cpu_flags
+
+    return {"cpu_model": _cpu_model(), "cpu_isa": cpu_isa(cpu_flags()), "cpu_cores": os.cpu_count(),
+            "memory_gb": _memory_gb(), "hostname": socket.gethostname(), "platform": platform.platform()}
 
 
 def hardware():

@@ -171,7 +171,8 @@ def _compute_notes(records):
         return []
     partial = sum(1 for r in pre if r.get("wall_time_complete") is False or (  # older records: no such field
         r.get("wall_time_complete") is None and (r.get("output") or {}).get("resumed_from_step")))
-    machines = sorted({f"{h.get('cpu_model') or '?'}, {h.get('cpu_cores') or '?'} cores"
+    machines = sorted({f"{h.get('cpu_model') or '?'}" + (f" ({h['cpu_isa']})" if h.get("cpu_isa") else "")
+                       + f", {h.get('cpu_cores') or '?'} cores"
                        + "".join(f" + {a}" for a in h.get("accelerators") or ())
                        for h in (r.get("hardware") or {} for r in pre + fts)})
     seconds = [sum(r.get("wall_time_s") or 0.0 for r in runs) for runs in (pre, fts)]
