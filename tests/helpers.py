@@ -201,7 +201,7 @@ class FakeBackend:
         self._mark("finetune", run_id, "done")
         source = Path(init).parent.name + "/" + Path(init).name  # pretrain id / encoder: not the folder's path
         return {"metrics": {"accuracy": 50 + 40 * self._score(cfg, source), "f1": 30 + 60 * self._score(source, cfg)},
-                "num_train_examples": 256}
+                "num_train_examples": 256, "init": {"path": str(init), "pretraining": {"precision": "float32"}}}
 
 
 def count_markers(markers, kind, event):

@@ -354,7 +354,10 @@ def test_fine_tuning_starts_from_the_trained_encoder(tmp_path, precision):
         finally:
             keras.config.set_dtype_policy(previous)
         assert all((a != b).any() for a, b in zip(untrained, trained.values(), strict=True))  # restored, all of it
-        restored = restore_encoder(prepare_init(str(tmp_path / "run" / export)), dropout=0.1, seed=0)
+        setup = prepare_init(str(tmp_path / "run" / export))
+        # the fine-tuning record's init says what the encoder was pretrained as, precision included
+        assert setup.record["pretraining"] == {"objective": cfg.objective, "steps": step, "precision": precision}
+        restored = restore_encoder(setup, dropout=0.1, seed=0)
         assert sorted(v.path for v in restored.weights) == sorted(trained)
         for v in restored.weights:
             np.testing.assert_array_equal(v.numpy(), trained[v.path], err_msg=f"{export}: {v.path}")

@@ -106,6 +106,7 @@ def test_baseline_uses_random_init_and_records_provenance(tmp_path):
                 "strategy", "main_metric", "metrics", "seed", "task", "pretrain_id"):
         assert key in base, key
     assert base["main_metric"]["value"] == base["metrics"]["accuracy"]
+    assert base["encoder_pretraining"] == {"precision": "float32"}  # the backend's init record, kept
     assert {"tensorflow", "keras", "keras-hub", "tensorflow-text", "numpy", "python"} <= set(base["packages"])
     mnli = make_plan("ablation_nsp").finetunes[0]
     assert mnli.column == "MNLI-m" and mnli.task == "rte" and mnli.proxy_for == "mnli"

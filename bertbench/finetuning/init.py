@@ -51,7 +51,8 @@ def prepare_init(init, model_cfg=None, vocab="sample", lowercase=True):
                              f"encoder only {loaded.model_cfg.vocabulary_size} embeddings")
     record = {"path": str(init), "source": loaded.source, "lowercase": loaded.lowercase,
               "vocab": str(loaded.vocab_path), "model": to_dict(loaded.model_cfg),
-              "num_weights": len(loaded.encoder.weights)}
+              "num_weights": len(loaded.encoder.weights),
+              **({"pretraining": loaded.pretraining} if loaded.pretraining else {})}  # objective, steps, precision
     host = None if loaded.source == "bertbench" else loaded.encoder  # bertbench: reloaded in the scope
     return Init(loaded.model_cfg, tokenizer, record, Path(init).expanduser(), host)
 

@@ -40,6 +40,7 @@ class LoadedEncoder:
     vocab_path: Path
     lowercase: bool
     source: str  # "bertbench", "keras-hub", "huggingface" or "google-research"
+    pretraining: dict = None  # bertbench: what the pretraining saved with it (objective, steps, precision)
 
 
 # ------------------------------------------------------------------------------------------
@@ -148,7 +149,7 @@ def _load_bertbench(path):
                              f"re-save the checkpoint") from None
     except (OSError, KeyError, RuntimeError) as err:  # h5py: truncated, not HDF5, broken structure
         raise damaged(weights, reason_of(err), REDO) from None
-    return LoadedEncoder(encoder, model_cfg, path / VOCAB_FILE, lowercase, "bertbench")
+    return LoadedEncoder(encoder, model_cfg, path / VOCAB_FILE, lowercase, "bertbench", meta.get("extra") or {})
 
 
 # What `--init` takes, for the commands' help texts.

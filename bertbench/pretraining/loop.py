@@ -53,6 +53,7 @@ class Trainer:
         from bertbench.pretraining.objectives import BertPretrainer
 
         self.cfg, self.strategy = cfg, strategy
+        self.precision = keras.config.dtype_policy().name  # the policy it is built and trained in
         with strategy.scope():  # the one place where the model is built
             self.encoder = (encoder_fn or build_encoder)(model_cfg)  # the benchmark swaps in its peer
             self.model = BertPretrainer(self.encoder, cfg.objective, activation=model_cfg.activation,
@@ -230,7 +231,7 @@ def pretrain(model_cfg, cfg, out_dir, strategy="default", export_at=(), verbose=
     if not trainer.role.is_chief:
         return summary
     save_encoder(trainer.encoder, model_cfg, out_dir / "encoder", tokenizer.vocab_path, cfg.lowercase,
-                 extra={"objective": cfg.objective, "steps": cfg.num_steps})
+                 extra={"objective": cfg.objective, "steps": cfg.num_steps, "precision": trainer.precision})
     write_json_atomic(summary_path, summary)
     return summary
 
@@ -277,7 +278,8 @@ def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokeniz
                 progress.update(step, step_tokens(cfg.batch_size, seq), {"loss": loss})
             if step in export_at and role.is_chief:  # before the checkpoint: a kill between them exports again
                 save_encoder(trainer.encoder, model_cfg, out_dir / f"encoder_step{step}", tokenizer.vocab_path,
-                             cfg.lowercase, extra={"objective": cfg.objective, "steps": step})
+                             cfg.lowercase, extra={"objective": cfg.objective, "steps": step,
+                                                         "precision": trainer.precision})
                 # the held-out MLM curve (accuracy/perplexity against steps) at every export
                 write_json_atomic(out_dir / f"encoder_step{step}" / HELDOUT_FILE, trainer.evaluate(heldout))
             if step % cfg.checkpoint_every == 0 or step == limit:

@@ -272,7 +272,9 @@ class Runner:
         if run["status"] == "ok" and value is None:
             self.out(f"warning: run {ft.id} has no metric '{col.metric}' (has: {sorted(numeric_leaves(metrics))})")
         pre = next(p for p in self.plan.pretrains if p.id == ft.pretrain_id)
+        init = output.get("init") if isinstance(output.get("init"), dict) else {}
         return {**run, **records.column_statistics(col, output, value), "pretrain_seed": ft.pretrain_seed,
+                "encoder_pretraining": init.get("pretraining"),  # what the export says: objective, steps, precision
                 "output": {k: v for k, v in output.items() if isinstance(v, (str, int, float, bool))},
                 "experiment": self.plan.experiment.name, "scale": self.plan.scale.name, "variant": ft.variant,
                 "base_variant": variant.base or variant.name, "sweep_value": variant.sweep_value,
