@@ -349,7 +349,8 @@ def test_fine_tuning_starts_from_the_trained_encoder(tmp_path, precision):
         try:
             trainer = Trainer(model_cfg, cfg, get_strategy("default"))
             untrained = [v.numpy().copy() for v in trainer.encoder.weights]
-            tf.train.Checkpoint(model=trainer.model).restore(str(tmp_path / "run" / "ckpt" / f"ckpt-{step}")).expect_partial()
+            ckpt = tf.train.Checkpoint(model=trainer.model)
+            ckpt.restore(str(tmp_path / "run" / "ckpt" / f"ckpt-{step}")).expect_partial()
             trained = {v.path: v.numpy() for v in trainer.encoder.weights}
         finally:
             keras.config.set_dtype_policy(previous)

@@ -98,3 +98,34 @@ def test_a_staged_pretraining_computes_what_one_run_computes(tmp_path, monkeypat
     marks = json.loads((staged / TIME_FILE).read_text())
     assert done["resumed_from_step"] == 15 and set(marks) == {"10", "15", "20"}
     assert done["wall_time_total_s"] >= marks["15"] + done["train_wall_time_s"]
+
+
+def test_a_lost_staged_run_is_not_restarted_in_another_precision(tmp_path, monkeypatch):
+    """A sweep whose runs folder was lost (checkpoints gone, its exports' fine-tuning records kept) is
+    refused, before anything runs, where its pretraining would start afresh in another precision than the
+    records say those exports were pretrained in; in the same precision it restarts."""
+    import shutil
+
+    from bertbench.errors import BertbenchError
+    from bertbench.results import stages
+
+    run_steps(tmp_path, StagedFake(tmp_path / "m"))
+    folder = tmp_path / "results" / "ablation_steps" / "ci" / "records"
+    pre = make_plan("ablation_steps", only=["mlm"]).pretrains[0]
+    (folder / f"pretrain-{pre.id}.json").unlink()  # the run had not ended ...
+    for path in folder.glob("*.json"):
+        if records.read_json(path).get("config", {}).get("init") in ("encoder_step200", "encoder"):
+            path.unlink()
+    shutil.rmtree(tmp_path / "runs")  # ... and its folder is gone
+    assert {records.read_json(p).get("encoder_pretraining", {}).get("precision") for p in folder.glob("*.json")
+            if records.read_json(p)["kind"] == "finetune" and records.read_json(p)["pretrain_id"] == pre.id} == {"float32"}
+    monkeypatch.setattr(stages, "resolve_precision", lambda name, strategy=None: "mixed_bfloat16")
+    refused = StagedFake(tmp_path / "m2")
+    with pytest.raises(BertbenchError, match=f"pretraining {pre.id} would start afresh in mixed_bfloat16 .* "
+                                             f"pretrained in float32: one run id would stand for two computations"):
+        run_steps(tmp_path, refused)
+    assert refused.order == [] and not (tmp_path / "runs").exists()
+    monkeypatch.setattr(stages, "resolve_precision", lambda name, strategy=None: "float32")
+    again = StagedFake(tmp_path / "m3")
+    assert run_steps(tmp_path, again)["failed"] == 0
+    assert again.order == ["until 200", "finetune encoder_step200", "pretrain", "finetune encoder"]

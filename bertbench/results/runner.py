@@ -31,7 +31,7 @@ from bertbench.progress import Progress
 from bertbench.results import records
 from bertbench.results.estimate import estimate_lines
 from bertbench.results.locks import ResultsClaim, RunLock, remove_dead_temporaries
-from bertbench.results.stages import pretrain_in_stages
+from bertbench.results.stages import check_precision, pretrain_in_stages
 from bertbench.results.provenance import git_info, provenance
 from bertbench.results.states import DONE, chosen_points, finetune_state, plan_states, pretrain_state, undecided_candidates
 from bertbench.results.tables import write_tables
@@ -97,6 +97,7 @@ class Runner:
         return self.runs / "pretrain" / pid
 
     def run(self):
+        check_precision(self.plan, self.records, self.runs)  # before anything runs
         pending = list(self.plan.pretrains)
         total = len(self.plan.pretrains) + len(self.plan.finetunes)
         with ResultsClaim(self.records.parent, self.runs, self.shard) as claim, \

@@ -13,7 +13,9 @@ one without it pretrains in one go, as before.
 
 import json
 
+from bertbench.errors import BertbenchError
 from bertbench.model.checkpoint import CONFIG_FILE
+from bertbench.model.precision import resolve_precision
 from bertbench.results import records
 from bertbench.results.locks import RunLock
 
@@ -53,3 +55,31 @@ def pretrain_in_stages(runner, pre, todo, cfg):
         runner.models.setdefault(pre.id, json.loads((export / CONFIG_FILE).read_text(encoding="utf-8"))["model"])
         runner.finetune_runs(waiting)
     return True
+
+
+def check_precision(plan, records_dir, runs):
+    """Refuse, before anything runs, to start a sweep's pretraining afresh in another precision than the
+    one its exports' fine-tuning records say they were pretrained in (`encoder_pretraining`): its id would
+    then stand for two computations. (Seen: a staged bf16 run whose checkpoints were lost with its machine,
+    restarted where "auto" is float32.) A run that resumes keeps its own precision (pretraining.checkpoints
+    .run_precision); records from before the field say nothing and are not checked."""
+    for pre in (p for p in plan.pretrains if stops(p)):
+        out_dir = runs / "pretrain" / pre.id
+        if records.read_ok(records_dir / f"pretrain-{pre.id}.json") or records.read_ok(out_dir / "run.json") \
+                or any((out_dir / "ckpt").glob("ckpt-*.index")):
+            continue  # finished, or resuming from its own checkpoint
+        before = set()
+        for ft in (f for f in plan.finetunes if f.pretrain_id == pre.id):
+            try:
+                record = records.read_ok(records_dir / f"{ft.id}.json") or {}
+            except BertbenchError:  # a damaged record is rerun, and `table` reports it
+                continue
+            before.add(((record.get("encoder_pretraining") or {}).get("precision")))
+        before.discard(None)
+        here = resolve_precision(pre.pretrain.precision) if before else None
+        if before and before != {here}:
+            raise BertbenchError(
+                f"pretraining {pre.id} would start afresh in {here} (pretrain.precision="
+                f"{pre.pretrain.precision!r} here), but its exports' fine-tuning records were pretrained in "
+                f"{', '.join(sorted(before))}: one run id would stand for two computations; run it on a machine "
+                f"where it resolves to {', '.join(sorted(before))}, or set pretrain.precision (a new run id)")
