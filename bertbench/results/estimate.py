@@ -3,7 +3,7 @@
 "This machine": the host name and the CPU's instruction set (provenance's `cpu_isa`), as records carry
 them. Records from before that field count only where none with it match, and the line says so.
 
-    estimate_lines(plan, states, "results")   # -> ["estimated wall time on this machine (vm): ~14 min ..."]
+    estimate_lines(plan, states, "results")   # -> ["estimated wall time on this machine (vm, avx2): ~14 min ..."]
 
 Pretraining: seconds per training FLOP (`pretraining.accounting.estimate_flops`), the median over this
 host's recorded pretraining runs of the same model size and precision (else of the same size, else of
