@@ -278,8 +278,7 @@ def _train(trainer, corpus, model_cfg, cfg, out_dir, export_at, verbose, tokeniz
                 progress.update(step, step_tokens(cfg.batch_size, seq), {"loss": loss})
             if step in export_at and role.is_chief:  # before the checkpoint: a kill between them exports again
                 save_encoder(trainer.encoder, model_cfg, out_dir / f"encoder_step{step}", tokenizer.vocab_path,
-                             cfg.lowercase, extra={"objective": cfg.objective, "steps": step,
-                                                         "precision": trainer.precision})
+                             cfg.lowercase, extra={"objective": cfg.objective, "steps": step, "precision": trainer.precision})
                 # the held-out MLM curve (accuracy/perplexity against steps) at every export
                 write_json_atomic(out_dir / f"encoder_step{step}" / HELDOUT_FILE, trainer.evaluate(heldout))
             if step % cfg.checkpoint_every == 0 or step == limit:

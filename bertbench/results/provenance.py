@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bertbench.model.precision import cpu_flags
+
 PACKAGES = ("tensorflow", "keras", "keras-hub", "tensorflow-text", "numpy", "pandas")
 
 
@@ -94,8 +96,6 @@ def cpu_isa(flags):
 
 @functools.lru_cache(maxsize=None)
 def _static_hardware():
-    from bertbench.model.precision import cpu_flags
-
     return {"cpu_model": _cpu_model(), "cpu_isa": cpu_isa(cpu_flags()), "cpu_cores": os.cpu_count(),
             "memory_gb": _memory_gb(), "hostname": socket.gethostname(), "platform": platform.platform()}
 
