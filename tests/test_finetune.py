@@ -548,6 +548,7 @@ def test_cli_shows_progress_and_logs_to_tensorboard(tmp_path, monkeypatch, capsy
             "--set", "model.hidden_dim=16"]
     terminal = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setenv("COLUMNS", "200")  # the bar is cut at the terminal's width (pytest-xdist workers: 80)
     assert main(args + ["--out", str(tmp_path / "run")]) == 0
     shown = terminal.getvalue().split("\r")
     assert any(line.startswith("finetune mrpc  10/10 100% [") and re.search(r" (step/s|s/step) ", line)

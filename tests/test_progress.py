@@ -38,7 +38,8 @@ def test_eta_by_hand():
     assert format_rate(2.56, "step") == "2.6 step/s" and format_rate(0.25, "step") == "4.0 s/step"
 
 
-def test_draws_on_a_terminal_with_counts_rate_and_eta():
+def test_draws_on_a_terminal_with_counts_rate_and_eta(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # the line is cut at the terminal's width (pytest-xdist workers: 80)
     stream, clock = FakeStream(tty=True), FakeClock()
     bar = Progress(300, label="pretrain", unit="step", stream=stream, clock=clock, min_interval=0)
     clock.now += 10.0
@@ -51,6 +52,15 @@ def test_draws_on_a_terminal_with_counts_rate_and_eta():
     bar.close()
     bar.close()  # twice is harmless
     assert stream.getvalue().endswith("\n") and stream.getvalue().count("\n") == 1
+
+
+def test_a_line_is_cut_to_the_terminal_width(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")
+    stream, clock = FakeStream(tty=True), FakeClock()
+    bar = Progress(300, label="pretrain", unit="step", stream=stream, clock=clock, min_interval=0)
+    clock.now += 10.0
+    bar.update(30, postfix={"loss": "3.210"})
+    assert stream.getvalue().split("\r")[-1] == "pretrain  30/300  10% [##.............."  # 39: no wrap
 
 
 def test_redraws_are_throttled_but_the_last_state_is_drawn_on_close():

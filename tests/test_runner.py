@@ -398,6 +398,7 @@ class FakeTerminal(io.StringIO):
 def test_plan_progress_bar_and_hparams_per_fine_tuning_run(tmp_path, monkeypatch):
     terminal = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setenv("COLUMNS", "200")  # the bar is cut at the terminal's width (pytest-xdist workers: 80)
     backend = HParamsBackend(tmp_path / "m")
     run(tmp_path, only=["bert"], columns=["MRPC", "SST-2"], backend=backend)
     drawn = terminal.getvalue()
