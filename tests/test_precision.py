@@ -148,6 +148,9 @@ def test_mixed_float16_resume_counts_skipped_steps(tmp_path, monkeypatch):
     assert straight["steps"] == 10 and resumed["resumed_from_step"] == 5 and resumed["steps"] == 10
     assert (tmp_path / "run" / "metrics.jsonl").read_text() == lines
     assert json.dumps(resumed["heldout"]) == json.dumps(straight["heldout"])
+    # The other workers of a multi-worker run keep it in silence: the chief alone says so.
+    assert run_precision(tmp_path / "run", None, "float32", "auto", say=False)[0] == "mixed_bfloat16"
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.slow
@@ -161,6 +164,7 @@ def test_a_resumed_run_keeps_the_precision_it_began_with(tmp_path, monkeypatch, 
 
     from bertbench.errors import BertbenchError
     from bertbench.pretraining import loop
+    from bertbench.pretraining.checkpoints import run_precision
 
     cfg = small_cfg(precision="auto", checkpoint_every=5)
     straight = loop.pretrain(TINY, dataclasses.replace(cfg, precision="mixed_bfloat16"), tmp_path / "straight",
@@ -178,6 +182,9 @@ def test_a_resumed_run_keeps_the_precision_it_began_with(tmp_path, monkeypatch, 
     assert resumed["precision"] == "mixed_bfloat16" and resumed["resumed_from_step"] == 5
     assert (tmp_path / "run" / "metrics.jsonl").read_text() == (tmp_path / "straight" / "metrics.jsonl").read_text()
     assert json.dumps(resumed["heldout"]) == json.dumps(straight["heldout"])
+    # The other workers of a multi-worker run keep it in silence: the chief alone says so.
+    assert run_precision(tmp_path / "run", None, "float32", "auto", say=False)[0] == "mixed_bfloat16"
+    assert capsys.readouterr().err == ""
     # A new run in a fresh folder takes this machine's "auto"; a damaged stored precision is one line.
     assert loop.pretrain(TINY, small_cfg(precision="auto", num_steps=2, log_every=1), tmp_path / "new",
                          verbose=False)["precision"] == "float32"

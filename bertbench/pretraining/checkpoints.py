@@ -104,20 +104,21 @@ def store_run_config(out_dir, record):
         write_json_atomic(Path(out_dir) / RUN_CONFIG, record)
 
 
-def run_precision(out_dir, record, resolved, asked):
+def run_precision(out_dir, record, resolved, asked, say=True):
     """(the dtype policy the run trains in, the run_config record to store).
 
     A resumed run keeps the policy it began with (run_config.json's "precision"), whatever `asked`
     ("auto") resolves to on the machine it resumes on: one run is one computation, and its record says
     which. `record` is check_run_config's (None: the stored config, unchanged); a stored config from
-    before the field takes `resolved` from now on."""
+    before the field takes `resolved` from now on. `say`: print the one line of a kept precision (the chief
+    worker does; the others compute in silence)."""
     path = Path(out_dir) / RUN_CONFIG
     stored = _read_run_config(path)[0] if path.exists() and _has_progress(Path(out_dir)) else {}
     began = stored.get("precision")
     if began is not None and began not in PRECISIONS[1:]:
         raise BertbenchError(f"{path}: precision {began!r} is not one of {', '.join(PRECISIONS[1:])}; "
                              f"use a new --out or pass --overwrite to start over")
-    if began and began != resolved:
+    if say and began and began != resolved:
         print(f"{out_dir}: resuming in {began}, the precision this run began with (pretrain.precision="
               f"{asked!r} would be {resolved} on this machine; a run keeps one precision)", file=sys.stderr)
     precision = began or resolved

@@ -209,9 +209,10 @@ def pretrain(model_cfg, cfg, out_dir, strategy="default", export_at=(), verbose=
         raise ConfigError(f"sequence length {max(s for s, _, _ in phases(cfg))} exceeds "
                           f"model.max_sequence_length={model_cfg.max_sequence_length}")
     # "auto": what this machine's devices do best, unless the run began elsewhere in another precision
+    chief = worker_role(strategy_obj).is_chief
     precision, run_config = run_precision(out_dir, run_config, resolve_precision(cfg.precision, strategy_obj),
-                                          cfg.precision)
-    if worker_role(strategy_obj).is_chief:  # inputs read and checked: a failed start leaves no --out behind
+                                          cfg.precision, say=chief)
+    if chief:  # inputs read and checked: a failed start leaves no --out behind
         out_dir.mkdir(parents=True, exist_ok=True)  # (the other workers write nothing here)
         store_run_config(out_dir, run_config)
     keras.utils.set_random_seed(cfg.seed)

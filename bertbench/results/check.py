@@ -147,11 +147,15 @@ def calibrate_entry(key, values):
             "formula": f"max({low:.4g}, {Z:g} * {sd:.4g} * sqrt(1 + 1/{n})) = {tol:.4g}"}
 
 
-def environment():
-    """What the numerics of a same-seed run depend on besides the code: packages, CPU, accelerators."""
-    hardware = provenance.hardware()
-    return {"packages": provenance.package_versions(),
-            **{k: hardware[k] for k in ("cpu_model", "cpu_isa", "cpu_cores", "accelerators")}}
+ENVIRONMENT_HARDWARE = ("cpu_model", "cpu_isa", "cpu_cores", "accelerators")
+
+
+def environment(packages=None, hardware=None):
+    """What the numerics of a same-seed run depend on besides the code: packages, CPU, accelerators; this
+    machine's, or those of a record (`packages`, `hardware`: only the keys it has, older ones lack cpu_isa)."""
+    if hardware is None:
+        packages, hardware = provenance.package_versions(), provenance.hardware()
+    return {"packages": packages, **{k: hardware[k] for k in ENVIRONMENT_HARDWARE if k in hardware}}
 
 
 def new_baseline(values, suite, seeds, run_ids=(), points=None):

@@ -21,7 +21,7 @@ from bertbench.config import to_dict
 from bertbench.errors import BertbenchError
 from bertbench.model.precision import choose_precision, cpu_flags
 from bertbench.pretraining.accounting import estimate_flops
-from bertbench.results.provenance import cpu_isa
+from bertbench.results.provenance import this_cpu_isa
 from bertbench.results.records import read_json
 from bertbench.results.states import undecided_candidates
 
@@ -30,7 +30,7 @@ def host_records(results, host=None, isa=None):
     """(records, unnamed): every ok record under `results` (all experiments and scales, archived ones too:
     results/archive/...) measured on `host` with a CPU of instruction set `isa` (default: this one's);
     where there is none, those of `host` that do not name their CPU's (older records), and unnamed=True."""
-    host, isa = host or socket.gethostname(), isa or _this_isa()
+    host, isa = host or socket.gethostname(), isa or this_cpu_isa()
     same, unnamed = [], []
     for path in sorted(Path(results).glob("**/records/*.json")):
         try:
@@ -108,7 +108,7 @@ def estimate_lines(plan, states, results="results", host=None, isa=None):
     """One or two lines: the plan's remaining wall time on this machine, or why there is no estimate
     (grid-selection candidates count once per cell and seed: the point to be chosen)."""
 
-    host, isa = host or socket.gethostname(), isa or _this_isa()
+    host, isa = host or socket.gethostname(), isa or this_cpu_isa()
     history, unnamed = host_records(results, host, isa)
     todo_pre = [p for p in plan.pretrains if states[p.id] == "to run" and p.kind == "pretrain"]
     todo_ft = [f for f in plan.finetunes if states[f.id] == "to run"] + undecided_candidates(plan, states)
@@ -135,11 +135,6 @@ def estimate_lines(plan, states, results="results", host=None, isa=None):
 def _precision(name):
     """The policy a run would use here ("auto" resolved for this machine's CPU, without TensorFlow)."""
     return _auto_precision() if name == "auto" else name
-
-
-@functools.lru_cache(maxsize=1)
-def _this_isa():
-    return cpu_isa(cpu_flags())
 
 
 @functools.lru_cache(maxsize=1)

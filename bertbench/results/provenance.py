@@ -100,6 +100,11 @@ def _static_hardware():
             "memory_gb": _memory_gb(), "hostname": socket.gethostname(), "platform": platform.platform()}
 
 
+def this_cpu_isa():
+    """This machine's `cpu_isa` (/proc/cpuinfo read once per process)."""
+    return _static_hardware()["cpu_isa"]
+
+
 def hardware():
     return {**_static_hardware(), "accelerators": _accelerators()}
 

@@ -74,7 +74,7 @@ def check_precision(plan, records_dir, runs):
                 record = records.read_ok(records_dir / f"{ft.id}.json") or {}
             except BertbenchError:  # a damaged record is rerun, and `table` reports it
                 continue
-            before.add(((record.get("encoder_pretraining") or {}).get("precision")))
+            before.add((record.get("encoder_pretraining") or {}).get("precision"))
         before.discard(None)
         here = resolve_precision(pre.pretrain.precision) if before else None
         if before and before != {here}:
