@@ -150,12 +150,15 @@ def calibrate_entry(key, values):
 ENVIRONMENT_HARDWARE = ("cpu_model", "cpu_isa", "cpu_cores", "accelerators")
 
 
-def environment(packages=None, hardware=None):
-    """What the numerics of a same-seed run depend on besides the code: packages, CPU, accelerators; this
-    machine's, or those of a record (`packages`, `hardware`: only the keys it has, older ones lack cpu_isa)."""
-    if hardware is None:
-        packages, hardware = provenance.package_versions(), provenance.hardware()
+def environment_of(packages, hardware):
+    """What the numerics of a same-seed run depend on besides the code: packages, CPU, accelerators (of
+    `hardware`, provenance's dict: only the keys it has; older records lack cpu_isa)."""
     return {"packages": packages, **{k: hardware[k] for k in ENVIRONMENT_HARDWARE if k in hardware}}
+
+
+def environment():
+    """This machine's `environment_of`."""
+    return environment_of(provenance.package_versions(), provenance.hardware())
 
 
 def new_baseline(values, suite, seeds, run_ids=(), points=None):

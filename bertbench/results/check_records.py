@@ -19,7 +19,7 @@ from bertbench.config import to_dict
 from bertbench.errors import BertbenchError
 from bertbench.experiments.ids import without_later_defaults
 from bertbench.results import records
-from bertbench.results.check import (SELECTED, collect, environment, new_baseline, seed0_ids, selected_points, suite_plan,
+from bertbench.results.check import (SELECTED, collect, environment_of, new_baseline, seed0_ids, selected_points, suite_plan,
                                      write_baseline)
 
 PRETRAIN_KINDS = ("pretrain", "random_init")
@@ -148,6 +148,6 @@ def calibrate_from_records(results, baseline_path, suite, out=print):
     measured = next(r for r in used if r.get("pretrain_id") == plan.pretrains[0].id and r.get("kind") != "finetune")
     hardware = measured.get("hardware") or {}
     baseline.update(calibrated_from=str(folder), git=measured.get("git"),
-                    environment=environment(measured.get("packages"), hardware))
+                    environment=environment_of(measured.get("packages"), hardware))
     out(f"calibrating the {plan.scale.name} check from {len(used)} records in {folder}")
     return write_baseline(baseline, baseline_path, out)
