@@ -189,3 +189,27 @@ def test_a_resumed_run_keeps_the_precision_it_began_with(tmp_path, monkeypatch, 
     (tmp_path / "run" / "run_config.json").write_text(json.dumps({**stored, "precision": "bf16"}))
     with pytest.raises(BertbenchError, match="precision 'bf16' is not one of float32, mixed_bfloat16, mixed_float16"):
         loop.pretrain(TINY, cfg, tmp_path / "run", verbose=False)
+
+
+def test_pretrain_lets_only_the_chief_say_a_kept_precision(tmp_path, monkeypatch):
+    """`pretrain` passes its worker role to run_precision's `say` (the line above is the chief's alone);
+    stopped right there, before any model is built."""
+    from bertbench.pretraining import loop
+    from bertbench.pretraining.workers import Role
+
+    class Stop(Exception):
+        pass
+
+    said = []
+
+    def spy(*args, say=True):
+        said.append(say)
+        raise Stop
+
+    monkeypatch.setattr(loop, "run_precision", spy)
+    for role in (Role(), Role(is_chief=False, index=1, count=2)):
+        monkeypatch.setattr(loop, "worker_role", lambda strategy, role=role: role)
+        with pytest.raises(Stop):
+            loop.pretrain(TINY, small_cfg(), tmp_path / "run", verbose=False)
+    assert said == [True, False]
+    assert not (tmp_path / "run").exists()
