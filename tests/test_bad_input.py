@@ -133,6 +133,8 @@ CASES = [
     ("run-bad-shard", "run ablation_nsp --dry-run --shard 3/2 --results {tmp}/r", "shard"),
     ("run-unknown-variant", "run ablation_nsp --dry-run --only bret --results {tmp}/r", "bret"),
     ("run-zero-seeds", "run ablation_nsp --seeds 0 --results {tmp}/r", "seeds"),
+    ("run-zero-jobs", "run ablation_nsp --jobs 0 --results {tmp}/r", "--jobs"),
+    ("run-jobs-unknown-experiment", "run ablation_nps --jobs 2 --results {tmp}/r", "did you mean"),
     # pretrain: every check before TensorFlow
     ("pretrain-negative-lr", "pretrain --out {tmp}/p --set pretrain.learning_rate=-1e-4", "pretrain.learning_rate"),
     ("pretrain-zero-lr", "pretrain --out {tmp}/p --set pretrain.learning_rate=0", "pretrain.learning_rate"),

@@ -9,8 +9,9 @@ from bertbench.errors import BertbenchError
 from bertbench.experiments.reference import inspect_reference
 from bertbench.files import check_writable_dir
 from bertbench.model.strategy import STRATEGIES
+from bertbench.results.jobs import run_children
 from bertbench.results.power import power_lines
-from bertbench.results.runner import describe, make_plan, run_experiment
+from bertbench.results.runner import describe, make_plan, recorded_runs, run_experiment
 from bertbench.results.tables import table_records
 
 
@@ -44,13 +45,33 @@ def add_arguments(parser):
                              "and records are per process; spread a plan over machines with --shard)")
     parser.add_argument("--experiments", default=None, help="folder of experiment TOML files")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (it is drawn on a terminal only)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="N runner processes on this machine share the plan through the run locks, each "
+                             "with cores/N TensorFlow threads (same records as one; 2 on a 2-core CPU at ci)")
     parser.add_argument("--backend", default=None, metavar="MODULE:NAME",
                         help=argparse.SUPPRESS)  # a test hook (executor replacing real runs): hidden
+    parser.add_argument("--runner-only", action="store_true",
+                        help=argparse.SUPPRESS)  # a `--jobs` child: runs only, no tables (its parent writes them)
 
 
 def _split(values):
     """['a,b', 'c'] -> ['a', 'b', 'c']; None when nothing was given."""
     return [x.strip() for v in values for x in v.split(",") if x.strip()] or None
+
+
+def child_argv(args):
+    """The command line of a `--jobs` child: this `run` without --jobs, quiet (N bars would mix) and
+    runner-only (the tables are written once, by the command that started it)."""
+    argv = ["run", args.experiment, "--scale", args.scale, "--pretrain-seeds", str(args.pretrain_seeds),
+            "--results", str(args.results), "--runs", str(args.runs), "--strategy", args.strategy, "--quiet",
+            "--runner-only"]
+    options = {"--seeds": args.seeds, "--data-dir": args.data_dir, "--shard": args.shard,
+               "--experiments": args.experiments, "--reference-checkpoint": args.reference_checkpoint,
+               "--reference-name": args.reference_name, "--backend": args.backend,
+               "--only": ",".join(_split(args.only) or []) or None,
+               "--column": ",".join(_split(args.column) or []) or None}
+    argv += [x for flag, value in options.items() if value is not None for x in (flag, str(value))]
+    return argv + (["--baseline"] if args.baseline else [])
 
 
 def runs_folder(results, runs=None):
@@ -64,15 +85,18 @@ def runs_folder(results, runs=None):
 def main(args):
     only, columns = _split(args.only), _split(args.column)
     args.runs = runs_folder(args.results, args.runs)
+    if args.jobs < 1:
+        raise BertbenchError(f"--jobs must be a positive number of runner processes (1: this one alone), got {args.jobs}")
     if args.reference_name is not None and not args.reference_checkpoint:
         raise BertbenchError("--reference-name labels a --reference-checkpoint row; "
                              "pass --reference-checkpoint DIR too")
     reference = (inspect_reference(args.reference_checkpoint, args.reference_name)  # checked before anything runs
                  if args.reference_checkpoint else None)
+    selection = dict(seeds=args.seeds, only=only, columns=columns, baseline=args.baseline, data_dir=args.data_dir,
+                     shard=args.shard, experiments=args.experiments, pretrain_seeds=args.pretrain_seeds,
+                     reference=reference)
     if args.dry_run:
-        plan = make_plan(args.experiment, args.scale, seeds=args.seeds, only=only, columns=columns,
-                         baseline=args.baseline, data_dir=args.data_dir, shard=args.shard,
-                         experiments=args.experiments, pretrain_seeds=args.pretrain_seeds, reference=reference)
+        plan = make_plan(args.experiment, args.scale, **selection)
         print("\n".join(describe(plan, args.results, args.runs)))
         existing = table_records(plan.experiment, plan.scale.name, args.results)
         if existing:  # what the records measured so far say about the seeds this plan needs
@@ -80,9 +104,13 @@ def main(args):
         return 0
     check_writable_dir(args.results, "--results")  # a dry run writes nothing: only a run needs them
     check_writable_dir(args.runs, "--runs")
-    counts = run_experiment(args.experiment, args.scale, seeds=args.seeds, data_dir=args.data_dir, only=only,
-                            columns=columns, baseline=args.baseline, shard=args.shard, results=args.results,
-                            runs=args.runs, strategy=args.strategy, backend=load_backend(args.backend),
-                            experiments=args.experiments, pretrain_seeds=args.pretrain_seeds,
-                            progress=False if args.quiet else None, reference=reference)
+    before = None
+    if args.jobs > 1:
+        plan = make_plan(args.experiment, args.scale, **selection)  # a bad plan fails here, once, not in each child
+        before = recorded_runs(plan, args.results)
+        run_children(child_argv(args), args.jobs)
+    counts = run_experiment(args.experiment, args.scale, results=args.results, runs=args.runs,
+                            strategy=args.strategy, backend=load_backend(args.backend),
+                            progress=False if args.quiet else None, before=before,
+                            tables=not args.runner_only, **selection)
     return 1 if counts["failed"] or counts["skipped"] else 0

@@ -104,10 +104,13 @@ class Runner:
                 Progress(total, label="run", unit="run", enabled=self.progress) as self.bar:
             if claim.alone:  # nobody else writes here: what a killed runner left half-written goes
                 remove_dead_temporaries(self.records.parent)
+            said = None
             while pending:
                 waiting = [p for p in pending if not self._group(p)]
                 if len(waiting) == len(pending):
-                    self.out(f"waiting for {len(waiting)} run(s) locked by another runner ...")
+                    if said != len(waiting):  # once per change, not once per poll
+                        self.out(f"waiting for {len(waiting)} run(s) locked by another runner ...")
+                        said = len(waiting)
                     time.sleep(self.poll_s)
                 pending = waiting
         return self.counts
@@ -352,37 +355,46 @@ def _pretrain_cost(pre):
 
 def run_experiment(experiment, scale="ci", *, seeds=None, data_dir=None, only=None, columns=None, baseline=False,
                    shard=None, results="results", runs="runs", strategy="default", backend=None,
-                   experiments=None, out=print, tables=True, pretrain_seeds=1, progress=None, reference=None):
-    """Plan, run, write records and tables; returns the Runner's counts."""
+                   experiments=None, out=print, tables=True, pretrain_seeds=1, progress=None, reference=None,
+                   before=None):
+    """Plan, run, write records and tables; returns the Runner's counts. `before`: see where_written."""
     plan = make_plan(experiment, scale, seeds=seeds, only=only, columns=columns, baseline=baseline, data_dir=data_dir,
                      shard=shard, experiments=experiments, pretrain_seeds=pretrain_seeds, reference=reference)
     data_path = data_root(plan.scale, data_dir)
     counts = Runner(plan, results, runs, backend=backend, strategy=strategy, data_dir=data_path, out=out,
                     progress=progress, shard=shard).run()
     out(" ".join(f"{k}={v}" for k, v in counts.items()))
-    if tables:
+    if tables:  # a `--jobs` runner leaves the tables and the summary to the command that started it
         out(write_tables(plan.experiment, plan.scale.name, results))
-    for line in where_written(plan, results, runs, counts):
-        out(line)
+        for line in where_written(plan, results, runs, counts, before):
+            out(line)
     return counts
 
 
-def where_written(plan, results, runs, counts):
-    """Where `run` put its outputs, and where the cached records it reports came from."""
-    recs = records.records_dir(results, plan.experiment.name, plan.scale.name)
+def recorded_runs(plan, results):
+    """{run id: (commit, host)} of the records in `results` of the plan's runs and pretrainings."""
+    recs = records.load_records(results, plan.experiment.name, plan.scale.name)
     ids = {f.id for f in plan.finetunes} | {f"pretrain-{p.id}" for p in plan.pretrains}
+    return {r.get("run_id"): (str((r.get("git") or {}).get("commit") or "?")[:7],  # None outside a git checkout
+                             str((r.get("hardware") or {}).get("hostname") or "?"))
+            for r in recs if isinstance(r, dict) and (r.get("run_id") in ids or
+                                                      f"pretrain-{r.get('pretrain_id')}" in ids)}
+
+
+def where_written(plan, results, runs, counts, before=None):
+    """Where `run` put its outputs, and where the cached records it reports came from; `before`: the
+    recorded_runs of the plan before this command started (`--jobs`: its runners' records are new)."""
+    recs = records.records_dir(results, plan.experiment.name, plan.scale.name)
+    found = recorded_runs(plan, results)
+    cached = counts.get("cached", 0) if before is None else len(found.keys() & before.keys())
     origins = {}
-    for record in records.load_records(results, plan.experiment.name, plan.scale.name):
-        if not isinstance(record, dict):
-            continue
-        if record.get("run_id") in ids or f"pretrain-{record.get('pretrain_id')}" in ids:
-            key = (str((record.get("git") or {}).get("commit") or "?")[:7],  # None outside a git checkout
-                   str((record.get("hardware") or {}).get("hostname") or "?"))
-            origins[key] = origins.get(key, 0) + 1
+    for key, origin in found.items():
+        if before is None or key in before:
+            origins[origin] = origins.get(origin, 0) + 1
     lines = [f"records: {recs}", f"tables: {recs.parent}/table.{{md,csv,tex}}",
              f"checkpoints and run folders: {runs}"]
-    if counts.get("cached"):
+    if cached:
         measured = "; ".join(f"{n} at commit {commit} on {host}" for (commit, host), n in sorted(origins.items()))
-        lines.append(f"{counts['cached']} run(s) were not re-measured: their records were already in {recs} "
+        lines.append(f"{cached} run(s) were not re-measured: their records were already in {recs} "
                      f"({measured}); use a new --results folder to measure them on this machine")
     return lines
