@@ -10,6 +10,7 @@ The work itself goes through a Backend (`pretrain`, `random_init`, `finetune`), 
 executors can replace it (`--backend module:Name` or `path/to/file.py:Name`).
 """
 
+from collections import Counter
 import dataclasses
 import shutil
 import time
@@ -387,10 +388,7 @@ def where_written(plan, results, runs, counts, before=None):
     recs = records.records_dir(results, plan.experiment.name, plan.scale.name)
     found = recorded_runs(plan, results)
     cached = counts.get("cached", 0) if before is None else len(found.keys() & before.keys())
-    origins = {}
-    for key, origin in found.items():
-        if before is None or key in before:
-            origins[origin] = origins.get(origin, 0) + 1
+    origins = Counter(origin for key, origin in found.items() if before is None or key in before)
     lines = [f"records: {recs}", f"tables: {recs.parent}/table.{{md,csv,tex}}",
              f"checkpoints and run folders: {runs}"]
     if cached:
